@@ -1,0 +1,55 @@
+//! The one error type of the domain crate. The server maps each variant to an HTTP
+//! answer in one place; here the variants only say what went wrong.
+
+use crate::account::AccountValueError;
+use crate::fiscal_code::FiscalCodeError;
+use crate::password::PasswordError;
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("invalid fiscal code: {0}")]
+    FiscalCode(#[from] FiscalCodeError),
+    #[error("invalid account value: {0}")]
+    AccountValue(#[from] AccountValueError),
+    #[error("password: {0}")]
+    Password(#[from] PasswordError),
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("cache: {0}")]
+    Cache(String),
+    #[error("mail: {0}")]
+    Mail(String),
+    #[error("crypto: {0}")]
+    Crypto(String),
+}
+
+impl From<redis::RedisError> for CoreError {
+    fn from(e: redis::RedisError) -> Self {
+        CoreError::Cache(e.to_string())
+    }
+}
+
+impl CoreError {
+    /// True when the error comes from a backing service being unreachable, so that the
+    /// server can answer 503 instead of 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            CoreError::Storage(e) => matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            ),
+            CoreError::Cache(_) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The identity domain of the federated IdP: accounts, credentials, registration,
+//! recovery, SSO sessions, OIDC grants and tokens, clients, enablements, audit.
+//! Pure Rust, no HTTP: storage and cache sit behind the traits in [`store`] and [`cache`].
+
+pub mod account;
+pub mod cache;
+pub mod directory;
+pub mod error;
+pub mod fiscal_code;
+pub mod mail;
+pub mod password;
+pub mod secret;
+pub mod store;
+
+pub use error::{CoreError, Result};

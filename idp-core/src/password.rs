@@ -1,0 +1,475 @@
+//! Passwords that people choose: argon2id hashing and verification here, the policy
+//! and temporary passwords in [`policy`] (re-exported). Machine-generated secrets
+//! are not passwords and live in [`crate::secret`].
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHash as PhcHash, SaltString};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use rand::rngs::OsRng;
+use serde::Deserialize;
+
+pub mod policy;
+
+pub use policy::{PasswordPolicy, PolicyContext, PolicyViolation, generate_temporary};
+
+/// Why hashing or verifying could not be done (as opposed to a wrong password,
+/// which is [`Verification::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error(
+        "password hash parameters m={memory_kib} KiB, t={iterations}, p={parallelism} are weaker \
+         than the minimum m=19456 KiB, t=2, p=1"
+    )]
+    WeakParams {
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+    },
+    #[error("invalid password hash parameters: {0}")]
+    InvalidParams(String),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    #[error("the stored password hash is not a valid PHC string")]
+    MalformedHash,
+    #[error("the stored password hash uses an unsupported algorithm {found:?}")]
+    UnsupportedAlgorithm { found: String },
+}
+
+impl PasswordError {
+    /// None of these is the person's fault, so the page says only that something
+    /// went wrong on our side.
+    pub fn message_it(&self) -> &'static str {
+        "Si è verificato un errore interno durante la verifica della password. Riprovare più tardi."
+    }
+}
+
+/// A password typed by a person. `Debug` prints `Password(***)` and there is no
+/// `Display`, so it cannot end up in a log line or a page by accident.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(value: String) -> Password {
+        Password(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A password hash as a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+/// `Debug` shows only the algorithm: the hash is what an attacker would crack.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Wraps a PHC string read back from storage; it is parsed when verified.
+    pub fn from_phc(phc: String) -> PasswordHash {
+        PasswordHash(phc)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &str {
+        self.0
+            .strip_prefix('$')
+            .and_then(|rest| rest.split('$').next())
+            .filter(|alg| {
+                alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            .unwrap_or("?")
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PasswordHash({}…)", self.algorithm())
+    }
+}
+
+const MIN_MEMORY_KIB: u32 = 19456;
+const MIN_ITERATIONS: u32 = 2;
+const MIN_PARALLELISM: u32 = 1;
+
+/// Argon2id cost parameters. The default is the minimum we accept, which is
+/// OWASP's recommended argon2id configuration (19 MiB, 2 passes, 1 lane).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct HashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        HashParams {
+            memory_kib: MIN_MEMORY_KIB,
+            iterations: MIN_ITERATIONS,
+            parallelism: MIN_PARALLELISM,
+        }
+    }
+}
+
+impl HashParams {
+    /// Refuses a configuration weaker than the default, so that a typo in a config
+    /// file cannot quietly make every stored hash cheap to crack.
+    pub fn validate(&self) -> Result<(), PasswordError> {
+        if self.memory_kib < MIN_MEMORY_KIB
+            || self.iterations < MIN_ITERATIONS
+            || self.parallelism < MIN_PARALLELISM
+        {
+            return Err(PasswordError::WeakParams {
+                memory_kib: self.memory_kib,
+                iterations: self.iterations,
+                parallelism: self.parallelism,
+            });
+        }
+        self.argon2_params().map(|_| ())
+    }
+
+    fn argon2_params(&self) -> Result<Params, PasswordError> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| PasswordError::InvalidParams(e.to_string()))
+    }
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The password matches. `needs_rehash` says the stored hash was made with
+    /// another algorithm or other costs: store a fresh hash now, while the
+    /// plain password is at hand.
+    Valid {
+        needs_rehash: bool,
+    },
+    Invalid,
+}
+
+/// Hashes and verifies passwords with argon2id. Each call is deliberately slow
+/// (tens of milliseconds of CPU): async callers should run it on a blocking thread.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: HashParams,
+    argon2: Argon2<'static>,
+    /// The hash that [`PasswordHasher::dummy_verify`] checks against, made on first use.
+    dummy: OnceLock<Option<PasswordHash>>,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+const ARGON2ID: &str = "argon2id";
+
+impl PasswordHasher {
+    pub fn new(params: HashParams) -> Result<Self, PasswordError> {
+        params.validate()?;
+        Self::build(params)
+    }
+
+    /// Skips the minimum-strength check, because hashing at 19 MiB in every test
+    /// would make the suite slow. Never available outside tests.
+    #[cfg(test)]
+    pub(crate) fn new_unchecked(params: HashParams) -> Self {
+        Self::build(params).expect("test hash parameters must be valid for argon2")
+    }
+
+    /// A hasher cheap enough for tests anywhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self::new_unchecked(HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+    }
+
+    fn build(params: HashParams) -> Result<Self, PasswordError> {
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.argon2_params()?);
+        Ok(PasswordHasher {
+            params,
+            argon2,
+            dummy: OnceLock::new(),
+        })
+    }
+
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    pub fn hash(&self, password: &Password) -> Result<PasswordHash, PasswordError> {
+        let salt = SaltString::generate(&mut OsRng);
+        let phc = self
+            .argon2
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        Ok(PasswordHash(phc.to_string()))
+    }
+
+    /// Verifies with the costs recorded in the stored hash (so that old hashes
+    /// keep working after the configuration is raised) and reports whether the
+    /// stored hash should be replaced.
+    pub fn verify(
+        &self,
+        password: &Password,
+        stored: &PasswordHash,
+    ) -> Result<Verification, PasswordError> {
+        let phc = PhcHash::new(stored.as_str()).map_err(|_| PasswordError::MalformedHash)?;
+        let algorithm = phc.algorithm.as_str();
+        if !matches!(algorithm, "argon2id" | "argon2i" | "argon2d") {
+            return Err(PasswordError::UnsupportedAlgorithm {
+                found: algorithm.to_string(),
+            });
+        }
+        match self
+            .argon2
+            .verify_password(password.expose().as_bytes(), &phc)
+        {
+            Ok(()) => Ok(Verification::Valid {
+                needs_rehash: self.needs_rehash(&phc),
+            }),
+            Err(argon2::password_hash::Error::Password) => Ok(Verification::Invalid),
+            Err(e) => Err(PasswordError::Hashing(e.to_string())),
+        }
+    }
+
+    fn needs_rehash(&self, phc: &PhcHash<'_>) -> bool {
+        let Ok(stored) = Params::try_from(phc) else {
+            return true;
+        };
+        phc.algorithm.as_str() != ARGON2ID
+            || phc.version != Some(Version::V0x13.into())
+            || stored.m_cost() != self.params.memory_kib
+            || stored.t_cost() != self.params.iterations
+            || stored.p_cost() != self.params.parallelism
+    }
+
+    /// Spends the time of a real verification and throws the result away. Called
+    /// when a login names an unknown username, so that response time does not
+    /// tell which usernames exist. The fixed hash is made on the first call (that
+    /// one call costs a hash more; it happens once per process).
+    pub fn dummy_verify(&self, password: &Password) {
+        let dummy = self.dummy.get_or_init(|| {
+            self.hash(&Password::new("dummy password for timing".to_string()))
+                .ok()
+        });
+        match dummy {
+            Some(hash) => {
+                let _ = self.verify(password, hash);
+            }
+            // Cannot happen with parameters that passed validation; hashing costs
+            // about the same as verifying, so timing is still preserved.
+            None => {
+                let _ = self.hash(password);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(s: &str) -> Password {
+        Password::new(s.to_string())
+    }
+
+    fn no_context() -> PolicyContext<'static> {
+        PolicyContext {
+            username: None,
+            names: &[],
+            fiscal_code: None,
+            previous_hashes: &[],
+        }
+    }
+
+    #[test]
+    fn a_password_is_hashed_as_argon2id_and_verifies() {
+        let hasher = PasswordHasher::for_tests();
+        let hash = hasher.hash(&pw("Corretta#2024")).unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(
+            hasher.verify(&pw("Corretta#2024"), &hash),
+            Ok(Verification::Valid {
+                needs_rehash: false
+            })
+        );
+        assert_eq!(
+            hasher.verify(&pw("Sbagliata#2024"), &hash),
+            Ok(Verification::Invalid)
+        );
+    }
+
+    #[test]
+    fn the_same_password_gets_a_different_salt_each_time() {
+        let hasher = PasswordHasher::for_tests();
+        let a = hasher.hash(&pw("Corretta#2024")).unwrap();
+        let b = hasher.hash(&pw("Corretta#2024")).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_default_parameters_hash_and_verify_for_real() {
+        let hasher = PasswordHasher::new(HashParams::default()).unwrap();
+        let hash = hasher.hash(&pw("Corretta#2024")).unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(
+            hasher.verify(&pw("Corretta#2024"), &hash),
+            Ok(Verification::Valid {
+                needs_rehash: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_stored_hash_with_other_costs_verifies_but_asks_for_a_rehash() {
+        let old = PasswordHasher::for_tests();
+        let hash = old.hash(&pw("Corretta#2024")).unwrap();
+        for params in [
+            HashParams {
+                memory_kib: 128,
+                iterations: 1,
+                parallelism: 1,
+            },
+            HashParams {
+                memory_kib: 64,
+                iterations: 2,
+                parallelism: 1,
+            },
+            HashParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 2,
+            },
+        ] {
+            let current = PasswordHasher::new_unchecked(params);
+            assert_eq!(
+                current.verify(&pw("Corretta#2024"), &hash),
+                Ok(Verification::Valid { needs_rehash: true }),
+                "{params:?}"
+            );
+            assert_eq!(
+                current.verify(&pw("Sbagliata#2024"), &hash),
+                Ok(Verification::Invalid)
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_argon2i_hash_verifies_but_asks_for_a_rehash() {
+        let params = Params::new(64, 1, 1, None).unwrap();
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, params);
+        let salt = SaltString::generate(&mut OsRng);
+        let phc = argon2i
+            .hash_password(b"Corretta#2024", &salt)
+            .unwrap()
+            .to_string();
+        let hasher = PasswordHasher::for_tests();
+        assert_eq!(
+            hasher.verify(&pw("Corretta#2024"), &PasswordHash::from_phc(phc)),
+            Ok(Verification::Valid { needs_rehash: true })
+        );
+    }
+
+    #[test]
+    fn a_malformed_or_foreign_hash_is_an_error_not_a_wrong_password() {
+        let hasher = PasswordHasher::for_tests();
+        assert_eq!(
+            hasher.verify(&pw("x"), &PasswordHash::from_phc("not a hash".to_string())),
+            Err(PasswordError::MalformedHash)
+        );
+        let bcrypt = PasswordHash::from_phc(
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW".to_string(),
+        );
+        assert!(hasher.verify(&pw("x"), &bcrypt).is_err());
+        let scrypt = PasswordHash::from_phc("$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E".to_string());
+        assert!(matches!(
+            hasher.verify(&pw("x"), &scrypt),
+            Err(PasswordError::UnsupportedAlgorithm { .. })
+        ));
+    }
+
+    #[test]
+    fn parameters_weaker_than_the_minimum_are_refused() {
+        assert_eq!(HashParams::default().validate(), Ok(()));
+        assert!(
+            HashParams {
+                memory_kib: 65536,
+                iterations: 3,
+                parallelism: 4
+            }
+            .validate()
+            .is_ok()
+        );
+        for weak in [
+            HashParams {
+                memory_kib: 19455,
+                ..HashParams::default()
+            },
+            HashParams {
+                iterations: 1,
+                ..HashParams::default()
+            },
+            HashParams {
+                parallelism: 0,
+                ..HashParams::default()
+            },
+        ] {
+            assert!(
+                matches!(weak.validate(), Err(PasswordError::WeakParams { .. })),
+                "{weak:?}"
+            );
+            assert!(PasswordHasher::new(weak).is_err());
+        }
+    }
+
+    #[test]
+    fn a_dummy_verification_runs_and_reuses_its_hash() {
+        let hasher = PasswordHasher::for_tests();
+        hasher.dummy_verify(&pw("whatever"));
+        let first = hasher.dummy.get().cloned();
+        assert!(matches!(first, Some(Some(_))));
+        hasher.dummy_verify(&pw("something else"));
+        assert_eq!(hasher.dummy.get().cloned(), first);
+    }
+
+    #[test]
+    fn passwords_and_hashes_never_show_in_debug_output() {
+        let password = pw("Segreta#2024");
+        let shown = format!("{password:?}");
+        assert_eq!(shown, "Password(***)");
+        let hasher = PasswordHasher::for_tests();
+        let hash = hasher.hash(&password).unwrap();
+        let shown = format!("{hash:?} {hasher:?}");
+        assert!(shown.contains("PasswordHash(argon2id…)"));
+        assert!(!shown.contains(hash.as_str()));
+        assert!(!shown.contains("$argon2id$"));
+        let ctx = PolicyContext {
+            previous_hashes: std::slice::from_ref(&hash),
+            ..no_context()
+        };
+        assert!(!format!("{ctx:?}").contains(hash.as_str()));
+    }
+
+    #[test]
+    fn a_password_deserializes_from_a_plain_string() {
+        let p: Password = serde_json::from_str("\"Segreta#2024\"").unwrap();
+        assert_eq!(p.expose(), "Segreta#2024");
+    }
+}

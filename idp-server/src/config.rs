@@ -1,0 +1,396 @@
+//! Configuration: one TOML file plus `IDP_*` environment overrides (`IDP_DATABASE__URL`
+//! overrides `[database] url`). Unknown or missing keys fail with one line naming the
+//! key. `Config::demo()` is the embedded default that `idp-server demo` runs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use idp_core::password::{HashParams, PasswordPolicy};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub mail: MailConfig,
+    #[serde(default)]
+    pub passwords: PasswordConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The issuer: the URL people and clients reach this server at (no trailing slash).
+    pub public_url: String,
+    /// Serves the development pages (mail outbox). Only `idp-server demo` turns it on.
+    #[serde(default)]
+    pub dev_pages: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db`, `sqlite::memory:` or `postgres://user@host/db`.
+    pub url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl DatabaseConfig {
+    /// The database kind, for messages (never the URL: it may hold a password).
+    pub fn kind_name(&self) -> &'static str {
+        if self.url.starts_with("sqlite:") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        }
+    }
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default)]
+    pub kind: CacheKind,
+    /// Required when `kind = "redis"`.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Namespace for every key, so deployments can share one Redis.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    "idp:".into()
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            kind: CacheKind::Memory,
+            redis_url: None,
+            prefix: default_prefix(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MailKind {
+    /// Keep mail in the database (development; listed at /dev/outbox in demo mode).
+    #[default]
+    Outbox,
+    Smtp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    #[serde(default)]
+    pub kind: MailKind,
+    #[serde(default = "default_from")]
+    pub from: String,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+}
+
+fn default_from() -> String {
+    "Accesso servizi scuola <noreply@localhost>".into()
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            kind: MailKind::Outbox,
+            from: default_from(),
+            smtp: None,
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none` (local relays only).
+    #[serde(default = "default_smtp_security")]
+    pub security: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_smtp_security() -> String {
+    "starttls".into()
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfig {
+    #[serde(default)]
+    pub hash: HashParams,
+    #[serde(default)]
+    pub policy: PasswordPolicy,
+    /// Days a temporary password (sent after registration) stays valid.
+    #[serde(default = "default_temporary_days")]
+    pub temporary_validity_days: u32,
+}
+
+fn default_temporary_days() -> u32 {
+    7
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `idp_server=debug,info`. `RUST_LOG` wins.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: default_level(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Folder of development keys (`certs-dev/`); demo mode only.
+    #[serde(default)]
+    pub dev_dir: Option<PathBuf>,
+}
+
+/// A configuration that cannot be used, in one line naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads `path` then applies `IDP_*` overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError(format!(
+                "file {} does not exist",
+                path.display()
+            )));
+        }
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::file(path))
+                .merge(Env::prefixed("IDP_").split("__")),
+        )
+    }
+
+    /// The embedded defaults of `idp-server demo`, with `IDP_*` overrides.
+    pub fn demo(data_dir: &Path, port: u16) -> Result<Config, ConfigError> {
+        let base = Config {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], port)),
+                public_url: format!("http://localhost:{port}"),
+                dev_pages: true,
+            },
+            database: DatabaseConfig {
+                url: format!("sqlite://{}/demo.db", data_dir.display()),
+                max_connections: 8,
+            },
+            cache: CacheConfig::default(),
+            mail: MailConfig::default(),
+            passwords: PasswordConfig::default(),
+            log: LogConfig::default(),
+            keys: KeysConfig {
+                dev_dir: Some(PathBuf::from("certs-dev")),
+            },
+        };
+        Self::from_figment(
+            Figment::from(Serialized::defaults(base)).merge(Env::prefixed("IDP_").split("__")),
+        )
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(one_line)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.server.public_url)
+            .map_err(|e| ConfigError(format!("server.public_url: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || self.server.public_url.ends_with('/') {
+            return Err(ConfigError(
+                "server.public_url: must be an http(s) URL without a trailing slash".into(),
+            ));
+        }
+        if self.cache.kind == CacheKind::Redis && self.cache.redis_url.is_none() {
+            return Err(ConfigError(
+                "cache.redis_url: required when cache.kind = \"redis\"".into(),
+            ));
+        }
+        if self.mail.kind == MailKind::Smtp && self.mail.smtp.is_none() {
+            return Err(ConfigError(
+                "mail.smtp: required when mail.kind = \"smtp\"".into(),
+            ));
+        }
+        if let Some(smtp) = &self.mail.smtp
+            && !matches!(smtp.security.as_str(), "starttls" | "tls" | "none")
+        {
+            return Err(ConfigError(
+                "mail.smtp.security: must be starttls, tls or none".into(),
+            ));
+        }
+        self.passwords
+            .hash
+            .validate()
+            .map_err(|e| ConfigError(format!("passwords.hash: {e}")))?;
+        Ok(())
+    }
+}
+
+/// figment reports the path of the offending key; keep the first error, on one line.
+fn one_line(e: figment::Error) -> ConfigError {
+    let first = e.into_iter().next();
+    match first {
+        Some(e) => {
+            let path = e.path.join(".");
+            let kind = e.kind.to_string();
+            if path.is_empty() {
+                ConfigError(kind)
+            } else {
+                ConfigError(format!("{path}: {kind}"))
+            }
+        }
+        None => ConfigError("invalid configuration".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(Figment::new().merge(Toml::string(toml)))
+    }
+
+    const MINIMAL: &str = r#"
+        [server]
+        listen = "127.0.0.1:9000"
+        public_url = "https://iam.example.it"
+        [database]
+        url = "sqlite::memory:"
+    "#;
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults() {
+        let c = load_str(MINIMAL).expect("minimal config loads");
+        assert_eq!(c.cache.kind, CacheKind::Memory);
+        assert_eq!(c.mail.kind, MailKind::Outbox);
+        assert_eq!(c.passwords.hash.memory_kib, 19456);
+        assert!(!c.server.dev_pages);
+    }
+
+    #[test]
+    fn a_missing_key_is_named() {
+        let e =
+            load_str("[server]\nlisten = \"127.0.0.1:1\"\npublic_url = \"http://x\"\n[database]\n")
+                .expect_err("url is missing");
+        let text = e.to_string();
+        assert!(text.contains("database"), "{text}");
+        assert!(text.contains("url"), "{text}");
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let e = load_str(&format!("{MINIMAL}\n[log]\nlevl = \"x\"\n")).expect_err("typo");
+        let text = e.to_string();
+        assert!(text.contains("levl"), "{text}");
+    }
+
+    #[test]
+    fn redis_cache_needs_its_url() {
+        let e = load_str(&format!("{MINIMAL}\n[cache]\nkind = \"redis\"\n")).expect_err("no url");
+        assert!(e.to_string().contains("cache.redis_url"));
+    }
+
+    #[test]
+    fn weak_argon2_parameters_are_refused() {
+        let e = load_str(&format!(
+            "{MINIMAL}\n[passwords.hash]\nmemory_kib = 1024\niterations = 1\nparallelism = 1\n"
+        ))
+        .expect_err("weak");
+        assert!(e.to_string().contains("passwords.hash"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own signature
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("idp.toml", MINIMAL)?;
+            jail.set_env("IDP_DATABASE__URL", "postgres://postgres@127.0.0.1/idp");
+            let c = Config::load(Path::new("idp.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(c.database.url, "postgres://postgres@127.0.0.1/idp");
+            Ok(())
+        });
+    }
+}

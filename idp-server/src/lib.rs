@@ -1,0 +1,117 @@
+//! The identity provider's HTTP application: the OIDC endpoints, the web pages, the
+//! admin commands and the `demo` that starts the whole federation on localhost.
+//! Handlers are thin: they translate HTTP to calls on `idp-core` and back.
+
+pub mod config;
+pub mod demo;
+pub mod dev_outbox;
+pub mod error;
+pub mod health;
+pub mod mail;
+pub mod state;
+pub mod telemetry;
+pub mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+/// The whole application as one router.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/assets/{*path}", get(web::serve_asset));
+    if state.config.server.dev_pages {
+        app = app
+            .route("/dev/outbox", get(dev_outbox::list))
+            .route("/dev/outbox.json", get(dev_outbox::list_json))
+            .route("/dev/outbox/{id}/{index}", get(dev_outbox::attachment));
+    }
+    app.fallback(|| async { error::AppError::not_found() })
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+                 object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A server bound to its address, ready to run.
+pub struct BoundServer {
+    pub local_addr: SocketAddr,
+    listener: TcpListener,
+    app: Router,
+}
+
+impl BoundServer {
+    pub async fn bind(state: AppState) -> anyhow::Result<BoundServer> {
+        let addr = state.config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("server.listen: cannot listen on {addr}: {e}"))?;
+        let local_addr = listener.local_addr()?;
+        Ok(BoundServer {
+            local_addr,
+            listener,
+            app: router(state),
+        })
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,98 @@
+//! The `idp-server` command: `demo`, `serve`, `migrate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use idp_server::config::Config;
+use idp_server::state::AppState;
+use idp_server::{BoundServer, demo, shutdown_signal, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "idp-server",
+    version,
+    about = "Federated identity provider for the school services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the whole federation locally on embedded defaults (SQLite, in-process
+    /// cache, dev keys, mail outbox page).
+    Demo {
+        /// Port of the identity provider.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Folder for the demo's SQLite database.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Run in production from a configuration file.
+    Serve {
+        #[arg(long, short, env = "IDP_CONFIG")]
+        config: PathBuf,
+    },
+    /// Apply the database migrations and exit.
+    Migrate {
+        #[arg(long, short, env = "IDP_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idp-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo { port, data_dir } => {
+            let config = Config::demo(&data_dir, port)?;
+            telemetry::init(&config.log);
+            let state = AppState::build(config).await?;
+            demo::seed_account(&state).await?;
+            let server = BoundServer::bind(state.clone()).await?;
+            let base = &state.config.server.public_url;
+            println!("Demo federation started (development only):");
+            println!(
+                "  Identity provider     {base}  (listening on {})",
+                server.local_addr
+            );
+            println!("  Mail outbox           {base}/dev/outbox");
+            println!("  Database              {}", state.config.database.url);
+            println!(
+                "  Ready account         username {}  password {}",
+                demo::DEMO_USERNAME,
+                demo::DEMO_PASSWORD
+            );
+            println!("Press Ctrl-C to stop.");
+            server.run(shutdown_signal()).await
+        }
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            telemetry::init(&config.log);
+            let state = AppState::build(config).await?;
+            let server = BoundServer::bind(state.clone()).await?;
+            tracing::info!(addr = %server.local_addr, issuer = %state.config.server.public_url, "serving");
+            server.run(shutdown_signal()).await
+        }
+        Command::Migrate { config } => {
+            let config = Config::load(&config)?;
+            let store = idp_core::store::sql::SqlStore::connect(&config.database.url, 1).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", config.database.kind_name());
+            Ok(())
+        }
+    }
+}

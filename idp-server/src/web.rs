@@ -1,0 +1,91 @@
+//! Page rendering helpers and the static assets (Bootstrap Italia and our stylesheet),
+//! compiled into the binary so that a deployment is one file and no CDN is involved.
+
+use askama::Template;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+impl ErrorPage<'_> {
+    pub fn response(status: StatusCode, title: &str, message: &str) -> Response {
+        match (ErrorPage { title, message }).render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            // The error page itself failing to render must still answer something.
+            Err(_) => (status, format!("{title}: {message}")).into_response(),
+        }
+    }
+}
+
+/// Renders a page template, mapping a rendering failure to the error page.
+pub fn page<T: Template>(template: &T) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => crate::error::AppError::from(e).into_response(),
+    }
+}
+
+const BI: &str = "vendor/bootstrap-italia";
+
+fn asset(path: &str) -> Option<(&'static str, &'static [u8])> {
+    let found: (&str, &[u8]) = match path {
+        "site.css" => ("text/css", include_bytes!("../assets/site.css")),
+        p if p == format!("{BI}/css/bootstrap-italia.min.css") => (
+            "text/css",
+            include_bytes!("../assets/vendor/bootstrap-italia/css/bootstrap-italia.min.css"),
+        ),
+        p if p == format!("{BI}/svg/sprites.svg") => (
+            "image/svg+xml",
+            include_bytes!("../assets/vendor/bootstrap-italia/svg/sprites.svg"),
+        ),
+        p if p == format!("{BI}/fonts/titillium-web-v10-latin-ext_latin-regular.woff2") => (
+            "font/woff2",
+            include_bytes!(
+                "../assets/vendor/bootstrap-italia/fonts/titillium-web-v10-latin-ext_latin-regular.woff2"
+            ),
+        ),
+        p if p == format!("{BI}/fonts/titillium-web-v10-latin-ext_latin-italic.woff2") => (
+            "font/woff2",
+            include_bytes!(
+                "../assets/vendor/bootstrap-italia/fonts/titillium-web-v10-latin-ext_latin-italic.woff2"
+            ),
+        ),
+        p if p == format!("{BI}/fonts/titillium-web-v10-latin-ext_latin-600.woff2") => (
+            "font/woff2",
+            include_bytes!(
+                "../assets/vendor/bootstrap-italia/fonts/titillium-web-v10-latin-ext_latin-600.woff2"
+            ),
+        ),
+        p if p == format!("{BI}/fonts/titillium-web-v10-latin-ext_latin-700.woff2") => (
+            "font/woff2",
+            include_bytes!(
+                "../assets/vendor/bootstrap-italia/fonts/titillium-web-v10-latin-ext_latin-700.woff2"
+            ),
+        ),
+        _ => return None,
+    };
+    Some(found)
+}
+
+pub async fn serve_asset(Path(path): Path<String>) -> Response {
+    match asset(&path) {
+        Some((content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=86400"),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        None => crate::error::AppError::not_found().into_response(),
+    }
+}
