@@ -3,6 +3,7 @@
 
 use crate::account::AccountValueError;
 use crate::fiscal_code::FiscalCodeError;
+use crate::keys::TokenError;
 use crate::password::PasswordError;
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
@@ -31,6 +32,8 @@ pub enum CoreError {
     Mail(String),
     #[error("crypto: {0}")]
     Crypto(String),
+    #[error("token: {0}")]
+    Token(#[from] TokenError),
 }
 
 impl From<redis::RedisError> for CoreError {

@@ -4,12 +4,17 @@
 
 pub mod account;
 pub mod cache;
+pub mod client;
 pub mod directory;
 pub mod error;
 pub mod fiscal_code;
+pub mod grant;
+pub mod keys;
 pub mod mail;
+pub mod oidc;
 pub mod password;
 pub mod secret;
+pub mod sso;
 pub mod store;
 
 pub use error::{CoreError, Result};

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use idp_core::keys::{KeySettings, SigningAlgorithm};
 use idp_core::password::{HashParams, PasswordPolicy};
 use serde::{Deserialize, Serialize};
+
+use crate::admin::clients::ClientSeed;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +27,15 @@ pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
+    pub tokens: idp_core::oidc::tokens::TokenSettings,
+    #[serde(default)]
+    pub sessions: SessionConfig,
+    #[serde(default)]
     pub keys: KeysConfig,
+    /// Clients registered at start (`[[clients]]`), with fixed secrets: development
+    /// and tests only.
+    #[serde(default)]
+    pub clients: Vec<ClientSeed>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -214,12 +225,66 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// `[keys]`: the OIDC signing keys (see `idp_core::keys`). The fields after `dev_dir`
+/// are those of [`KeySettings`], copied because serde's `flatten` cannot be combined
+/// with `deny_unknown_fields`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct KeysConfig {
     /// Folder of development keys (`certs-dev/`); demo mode only.
-    #[serde(default)]
     pub dev_dir: Option<PathBuf>,
+    /// Algorithms the IdP keeps a key for and publishes (default both).
+    pub algorithms: Vec<SigningAlgorithm>,
+    /// What tokens are signed with unless a client asks otherwise (default ES256).
+    pub default_algorithm: SigningAlgorithm,
+    /// A new key is published at once and signs only this many seconds later.
+    pub rotation_delay_secs: i64,
+    /// An old key stays published this long after it stops signing.
+    pub max_token_lifetime_secs: i64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        let s = KeySettings::default();
+        Self {
+            dev_dir: None,
+            algorithms: s.algorithms,
+            default_algorithm: s.default_algorithm,
+            rotation_delay_secs: s.rotation_delay_secs,
+            max_token_lifetime_secs: s.max_token_lifetime_secs,
+        }
+    }
+}
+
+impl KeysConfig {
+    pub fn settings(&self) -> KeySettings {
+        KeySettings {
+            algorithms: self.algorithms.clone(),
+            default_algorithm: self.default_algorithm,
+            rotation_delay_secs: self.rotation_delay_secs,
+            max_token_lifetime_secs: self.max_token_lifetime_secs,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// How long an SSO session lives without a new sign-in.
+    #[serde(default = "default_session_ttl")]
+    pub ttl_secs: u64,
+}
+
+fn default_session_ttl() -> u64 {
+    8 * 3600
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: default_session_ttl(),
+        }
+    }
 }
 
 /// A configuration that cannot be used, in one line naming the key.
@@ -259,9 +324,13 @@ impl Config {
             mail: MailConfig::default(),
             passwords: PasswordConfig::default(),
             log: LogConfig::default(),
+            tokens: Default::default(),
+            sessions: SessionConfig::default(),
             keys: KeysConfig {
                 dev_dir: Some(PathBuf::from("certs-dev")),
+                ..KeysConfig::default()
             },
+            clients: Vec::new(),
         };
         Self::from_figment(
             Figment::from(Serialized::defaults(base)).merge(Env::prefixed("IDP_").split("__")),
@@ -303,6 +372,14 @@ impl Config {
             .hash
             .validate()
             .map_err(|e| ConfigError(format!("passwords.hash: {e}")))?;
+        self.keys.settings().validate().map_err(|e| match e {
+            idp_core::CoreError::Invalid(detail) => ConfigError(format!("keys.{detail}")),
+            other => ConfigError(format!("keys: {other}")),
+        })?;
+        for (i, seed) in self.clients.iter().enumerate() {
+            seed.client()
+                .map_err(|e| ConfigError(format!("clients[{i}] ({}): {e:#}", seed.id)))?;
+        }
         Ok(())
     }
 }
@@ -380,6 +457,24 @@ mod tests {
         ))
         .expect_err("weak");
         assert!(e.to_string().contains("passwords.hash"));
+    }
+
+    #[test]
+    fn signing_keys_default_to_es256_and_rs256_and_can_be_narrowed() {
+        let c = load_str(MINIMAL).expect("minimal config loads");
+        assert_eq!(c.keys.settings(), KeySettings::default());
+        let c = load_str(&format!(
+            "{MINIMAL}\n[keys]\nalgorithms = [\"ES256\"]\nrotation_delay_secs = 600\n"
+        ))
+        .expect("narrowed");
+        assert_eq!(c.keys.settings().algorithms, [SigningAlgorithm::Es256]);
+        assert_eq!(c.keys.rotation_delay_secs, 600);
+        let e = load_str(&format!("{MINIMAL}\n[keys]\nalgorithms = [\"RS256\"]\n"))
+            .expect_err("the default ES256 is not kept");
+        assert!(e.to_string().contains("keys.default_algorithm"), "{e}");
+        let e = load_str(&format!("{MINIMAL}\n[keys]\nalgorithms = [\"HS256\"]\n"))
+            .expect_err("unknown algorithm");
+        assert!(e.to_string().contains("keys.algorithms"), "{e}");
     }
 
     #[test]

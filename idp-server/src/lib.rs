@@ -2,12 +2,14 @@
 //! admin commands and the `demo` that starts the whole federation on localhost.
 //! Handlers are thin: they translate HTTP to calls on `idp-core` and back.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod dev_outbox;
 pub mod error;
 pub mod health;
 pub mod mail;
+pub mod oidc;
 pub mod state;
 pub mod telemetry;
 pub mod web;
@@ -29,7 +31,9 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/assets/{*path}", get(web::serve_asset));
+        .route("/assets/{*path}", get(web::serve_asset))
+        .route("/", get(oidc::login::home))
+        .merge(oidc::routes());
     if state.config.server.dev_pages {
         app = app
             .route("/dev/outbox", get(dev_outbox::list))
@@ -79,6 +83,16 @@ impl BoundServer {
             listener,
             app: router(state),
         })
+    }
+
+    /// A server on a listener the caller already bound (tests bind port 0 first, to
+    /// know the issuer URL before the state is built).
+    pub fn from_listener(state: AppState, listener: TcpListener) -> BoundServer {
+        BoundServer {
+            local_addr: listener.local_addr().unwrap_or(state.config.server.listen),
+            listener,
+            app: router(state),
+        }
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.

@@ -1,12 +1,13 @@
-//! The `idp-server` command: `demo`, `serve`, `migrate`.
+//! The `idp-server` command: `demo`, `serve`, `migrate`, `keys`, `client`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use idp_core::keys::SigningAlgorithm;
 use idp_server::config::Config;
 use idp_server::state::AppState;
-use idp_server::{BoundServer, demo, shutdown_signal, telemetry};
+use idp_server::{BoundServer, admin, demo, shutdown_signal, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,34 @@ enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate {
+        #[arg(long, short, env = "IDP_CONFIG")]
+        config: PathBuf,
+    },
+    /// The OIDC signing keys in the configured database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The registered OAuth/OIDC clients in the configured database.
+    Client {
+        #[command(subcommand)]
+        command: admin::clients::ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Publish a new key at once that signs after `keys.rotation_delay_secs`; the older
+    /// keys of its algorithm leave the JWKS `keys.max_token_lifetime_secs` after that.
+    Rotate {
+        #[arg(long, short, env = "IDP_CONFIG")]
+        config: PathBuf,
+        /// ES256 or RS256; every configured algorithm when omitted.
+        #[arg(long)]
+        algorithm: Option<SigningAlgorithm>,
+    },
+    /// List the stored keys: kid, algorithm, state, created, signs from, retired at.
+    List {
         #[arg(long, short, env = "IDP_CONFIG")]
         config: PathBuf,
     },
@@ -94,5 +123,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied to {}", config.database.kind_name());
             Ok(())
         }
+        Command::Keys { command } => match command {
+            KeysCommand::Rotate { config, algorithm } => {
+                let config = Config::load(&config)?;
+                print!("{}", admin::keys::rotate(&config, algorithm).await?);
+                Ok(())
+            }
+            KeysCommand::List { config } => {
+                let config = Config::load(&config)?;
+                print!("{}", admin::keys::list(&config).await?);
+                Ok(())
+            }
+        },
+        Command::Client { command } => admin::clients::run(command).await,
     }
 }

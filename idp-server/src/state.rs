@@ -3,17 +3,28 @@
 //! axum's `State`, never through globals.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Bytes;
 use idp_core::cache::{Cache, MemoryCache, RedisCache};
+use idp_core::client::ClientRegistry;
 use idp_core::directory::Directory;
+use idp_core::keys::{KeyRing, KeyStore};
 use idp_core::mail::{Mailer, OutboxMailer};
+use idp_core::oidc::tokens::TokenService;
 use idp_core::password::PasswordHasher;
+use idp_core::sso::Sessions;
 use idp_core::store::Store;
 use idp_core::store::sql::SqlStore;
 
+use crate::admin::clients::seed_clients;
 use crate::config::{CacheKind, Config, MailKind};
 use crate::mail::SmtpMailer;
+
+/// How often each instance re-reads the signing keys, so that a rotation done on
+/// another instance or with `idp-server keys rotate` reaches every instance.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,6 +38,17 @@ pub struct Inner {
     pub cache: Arc<dyn Cache>,
     pub mailer: Arc<dyn Mailer>,
     pub directory: Directory,
+    /// The OIDC signing keys: sign and verify tokens, serve `jwks_json()` at /jwks.
+    pub keys: KeyRing,
+    /// The registered clients, cached in memory (refreshed every 30 s).
+    pub clients: ClientRegistry,
+    pub sessions: Sessions,
+    pub tokens: TokenService,
+    /// The discovery document, serialized once.
+    pub discovery: Bytes,
+    /// Outgoing HTTP (back-channel logout).
+    pub http: reqwest::Client,
+    redis: Option<RedisCache>,
 }
 
 impl std::ops::Deref for AppState {
@@ -44,15 +66,14 @@ impl AppState {
             .with_context(|| "database: cannot connect".to_string())?;
         sql.migrate().await.context("database: migrations failed")?;
         let store: Arc<dyn Store> = Arc::new(sql.clone());
-        let cache: Arc<dyn Cache> = match config.cache.kind {
-            CacheKind::Memory => Arc::new(MemoryCache::new()),
+        let (cache, redis): (Arc<dyn Cache>, Option<RedisCache>) = match config.cache.kind {
+            CacheKind::Memory => (Arc::new(MemoryCache::new()), None),
             CacheKind::Redis => {
                 let url = config.cache.redis_url.as_deref().unwrap_or_default();
-                Arc::new(
-                    RedisCache::connect(url, &config.cache.prefix)
-                        .await
-                        .context("cache: cannot connect to Redis")?,
-                )
+                let redis = RedisCache::connect(url, &config.cache.prefix)
+                    .await
+                    .context("cache: cannot connect to Redis")?;
+                (Arc::new(redis.clone()), Some(redis))
             }
         };
         let mailer: Arc<dyn Mailer> = match (&config.mail.kind, &config.mail.smtp) {
@@ -61,6 +82,31 @@ impl AppState {
         };
         let hasher = Arc::new(PasswordHasher::new(config.passwords.hash)?);
         let directory = Directory::new(store.clone(), hasher, config.passwords.policy.clone());
+        let key_store: Arc<dyn KeyStore> = Arc::new(sql.clone());
+        let keys = KeyRing::load(key_store, config.keys.settings())
+            .await
+            .context("signing keys: cannot load")?;
+        keys.spawn_reloader(KEY_RELOAD_INTERVAL);
+        let clients = ClientRegistry::new(store.clone());
+        seed_clients(&clients, &config.clients).await?;
+        let issuer = config.server.public_url.clone();
+        let sessions = Sessions::new(
+            cache.clone(),
+            Duration::from_secs(config.sessions.ttl_secs.max(60)),
+        );
+        let tokens = TokenService::new(
+            issuer.clone(),
+            config.tokens.clone(),
+            keys.clone(),
+            store.clone(),
+            cache.clone(),
+        );
+        let discovery = Bytes::from(crate::oidc::discovery::document(&issuer));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("http client")?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
@@ -69,7 +115,19 @@ impl AppState {
                 cache,
                 mailer,
                 directory,
+                keys,
+                clients,
+                sessions,
+                tokens,
+                discovery,
+                http,
+                redis,
             }),
         })
+    }
+
+    /// The Redis cache when configured (tests clear their namespace with it).
+    pub fn redis_cache(&self) -> Option<&RedisCache> {
+        self.redis.as_ref()
     }
 }

@@ -62,3 +62,5 @@ impl TestDatabase {
         }
     }
 }
+
+pub mod harness;

@@ -8,8 +8,10 @@ use async_trait::async_trait;
 
 use crate::Result;
 use crate::account::{AccountId, Username};
+use crate::client::{Client, ClientId};
 use crate::directory::Account;
 use crate::fiscal_code::FiscalCode;
+use crate::keys::{SigningAlgorithm, SigningKey};
 use crate::mail::{OutgoingMail, StoredMail};
 use crate::password::PasswordHash;
 
@@ -49,9 +51,45 @@ pub trait OutboxStore: Send + Sync {
     async fn list_mail(&self, limit: i64) -> Result<Vec<StoredMail>>;
 }
 
+/// The OIDC signing keys (see [`crate::keys`]). Private keys are stored as they are:
+/// access to the database is access to the keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// A taken kid is `CoreError::Conflict("kid")`.
+    async fn insert_key(&self, key: &SigningKey) -> Result<()>;
+    /// Every stored key, retired or not.
+    async fn list_keys(&self) -> Result<Vec<SigningKey>>;
+    /// Sets `retire_at` on the keys of `algorithm` that have none and whose `sign_from`
+    /// is before the given one (the keys a rotation supersedes).
+    async fn retire_keys_before(
+        &self,
+        sign_from: i64,
+        retire_at: i64,
+        algorithm: SigningAlgorithm,
+    ) -> Result<()>;
+    /// Removes the keys whose `retire_at` is at or before `now`; returns how many.
+    async fn delete_retired_keys(&self, now: i64) -> Result<u64>;
+}
+
+/// The registered OAuth/OIDC clients.
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Inserts a new client; a taken id is `CoreError::Conflict("client_id")`.
+    async fn insert_client(&self, client: &Client) -> Result<()>;
+    async fn client_by_id(&self, id: &ClientId) -> Result<Option<Client>>;
+    /// Every client, by id.
+    async fn list_clients(&self) -> Result<Vec<Client>>;
+    /// True when there was such a client.
+    async fn delete_client(&self, id: &ClientId) -> Result<bool>;
+    /// Replaces everything but the id and creation time; `NotFound("client")` when absent.
+    async fn update_client(&self, client: &Client) -> Result<()>;
+}
+
 /// Everything the server needs from storage.
 #[async_trait]
-pub trait Store: AccountStore + OutboxStore + Send + Sync {
+pub trait Store:
+    AccountStore + OutboxStore + ClientStore + KeyStore + crate::grant::GrantStore + Send + Sync
+{
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<()>;
 }

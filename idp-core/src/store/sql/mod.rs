@@ -2,6 +2,10 @@
 //! It goes through sqlx's `Any` driver with `$n` placeholders (both databases accept
 //! them) and portable types only: TEXT, BIGINT/INTEGER (Unix seconds, 0/1 flags), BLOB.
 
+mod clients;
+mod grants;
+mod keys;
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -1,0 +1,644 @@
+//! The token service: authorization codes (single use, in the cache), grants and
+//! rotating refresh tokens (durable, in storage), signed JWT access tokens (RFC 9068)
+//! and ID tokens, introspection (RFC 7662) and revocation (RFC 7009), and the
+//! back-channel logout token. Revocation is visible at once on every instance: revoked
+//! grants and access-token ids are marked in the shared cache for as long as a token
+//! they cover could live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{OAuthError, account_claims, half_hash, has_scope, pkce_matches};
+use crate::account::AccountId;
+use crate::cache::{Cache, put_json, take_json};
+use crate::client::{Client, GrantType};
+use crate::directory::now;
+use crate::grant::{Grant, RefreshUse};
+use crate::keys::{KeyRing, TokenError, VerifyOptions};
+use crate::secret::{TokenHash, generate_token};
+use crate::store::Store;
+use crate::{CoreError, Result};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub code_ttl_secs: i64,
+    /// Longest a grant (and so a refresh-token family) lives.
+    pub grant_ttl_secs: i64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 300,
+            id_token_ttl_secs: 300,
+            refresh_token_ttl_secs: 8 * 3600,
+            code_ttl_secs: 60,
+            grant_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// What an authorization code stands for, from `/authorize` to `/token`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub account_id: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub sid: String,
+    pub auth_time: i64,
+    pub acr: String,
+    pub amr: Vec<String>,
+    /// The grant the exchange creates; known in advance so that a replayed code can
+    /// revoke what the first exchange issued.
+    pub grant_id: String,
+    /// Extra claims for this client (the enablement state of its service).
+    #[serde(default)]
+    pub extra_claims: serde_json::Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// The claims of our access tokens (RFC 9068 plus `gid`, the grant).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gid: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct TokenService {
+    issuer: String,
+    settings: TokenSettings,
+    keys: KeyRing,
+    store: Arc<dyn Store>,
+    cache: Arc<dyn Cache>,
+}
+
+fn code_key(code: &str) -> String {
+    format!("code:{}", TokenHash::of(code).as_str())
+}
+fn used_code_key(code: &str) -> String {
+    format!("code-used:{}", TokenHash::of(code).as_str())
+}
+fn revoked_grant_key(gid: &str) -> String {
+    format!("revoked-grant:{gid}")
+}
+fn revoked_jti_key(jti: &str) -> String {
+    format!("revoked-jti:{jti}")
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(u64::try_from(n).unwrap_or(0).max(1))
+}
+
+impl TokenService {
+    pub fn new(
+        issuer: String,
+        settings: TokenSettings,
+        keys: KeyRing,
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+    ) -> Self {
+        Self {
+            issuer,
+            settings,
+            keys,
+            store,
+            cache,
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Stores a code for the record and returns it (256-bit, single use).
+    pub async fn issue_code(&self, record: &CodeRecord) -> Result<String> {
+        let code = generate_token();
+        put_json(
+            &*self.cache,
+            &code_key(code.expose()),
+            record,
+            secs(self.settings.code_ttl_secs),
+        )
+        .await?;
+        Ok(code.expose().to_string())
+    }
+
+    /// The `authorization_code` grant, each check with its precise error.
+    pub async fn exchange_code(
+        &self,
+        client: &Client,
+        code: &str,
+        redirect_uri: Option<&str>,
+        code_verifier: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.allows_grant(GrantType::AuthorizationCode) {
+            return Err(OAuthError::unauthorized_client(
+                "the client may not use the authorization_code grant",
+            ));
+        }
+        let Some(record) = take_json::<CodeRecord>(&*self.cache, &code_key(code)).await? else {
+            return Err(self.replayed_or_unknown_code(code).await?);
+        };
+        // Remember the code as used for as long as the tokens it gave could live.
+        self.cache
+            .put(
+                &used_code_key(code),
+                record.grant_id.as_bytes(),
+                secs(self.settings.access_token_ttl_secs.max(600)),
+            )
+            .await?;
+        if record.client_id != client.id.as_str() {
+            return Err(OAuthError::invalid_grant(
+                "the code was issued to another client",
+            ));
+        }
+        if redirect_uri != Some(record.redirect_uri.as_str()) {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        match (&record.code_challenge, code_verifier) {
+            (Some(challenge), Some(verifier)) => {
+                if !pkce_matches(verifier, challenge) {
+                    return Err(OAuthError::invalid_grant(
+                        "PKCE verification failed: code_verifier does not match code_challenge",
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(OAuthError::invalid_grant("code_verifier is required"));
+            }
+            (None, Some(_)) => {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier given but the authorization request had no code_challenge",
+                ));
+            }
+            (None, None) => {}
+        }
+        let at = now();
+        let grant = Grant {
+            id: record.grant_id.clone(),
+            account_id: record.account_id.clone(),
+            client_id: record.client_id.clone(),
+            scope: record.scope.clone(),
+            sid: Some(record.sid.clone()),
+            auth_time: record.auth_time,
+            acr: record.acr.clone(),
+            amr: record.amr.clone(),
+            created_at: at,
+            expires_at: at + self.settings.grant_ttl_secs,
+            revoked_at: None,
+        };
+        self.store.insert_grant(&grant).await?;
+        self.tokens_for_grant(
+            client,
+            &grant,
+            record.nonce.as_deref(),
+            &record.extra_claims,
+        )
+        .await
+    }
+
+    async fn replayed_or_unknown_code(&self, code: &str) -> Result<OAuthError> {
+        if let Some(gid) = self.cache.get(&used_code_key(code)).await? {
+            let gid = String::from_utf8_lossy(&gid).to_string();
+            self.revoke_grant(&gid).await?;
+            tracing::warn!(grant = %gid, "authorization code replayed: grant revoked");
+            return Ok(OAuthError::invalid_grant(
+                "the code was already used; the tokens issued with it are revoked",
+            ));
+        }
+        Ok(OAuthError::invalid_grant("the code is unknown or expired"))
+    }
+
+    /// The `refresh_token` grant with rotation and reuse detection.
+    pub async fn refresh(
+        &self,
+        client: &Client,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.allows_grant(GrantType::RefreshToken) {
+            return Err(OAuthError::unauthorized_client(
+                "the client may not use the refresh_token grant",
+            ));
+        }
+        let hash = TokenHash::of(refresh_token);
+        let grant_id = match self.store.use_refresh_token(hash.as_str(), now()).await? {
+            RefreshUse::Fresh { grant_id } => grant_id,
+            RefreshUse::Reused { grant_id } => {
+                // Only revoke when the presenter is the grant's client: another client
+                // must not be able to revoke someone else's grant.
+                if let Some(g) = self.store.grant_by_id(&grant_id).await?
+                    && g.client_id == client.id.as_str()
+                {
+                    self.revoke_grant(&grant_id).await?;
+                    tracing::warn!(grant = %grant_id, "refresh token reused: family revoked");
+                }
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token was already used; its family is revoked",
+                ));
+            }
+            RefreshUse::Expired => {
+                return Err(OAuthError::invalid_grant("the refresh token has expired"));
+            }
+            RefreshUse::Unknown => {
+                return Err(OAuthError::invalid_grant("the refresh token is unknown"));
+            }
+        };
+        let Some(mut grant) = self.store.grant_by_id(&grant_id).await? else {
+            return Err(OAuthError::invalid_grant("the refresh token is unknown"));
+        };
+        if grant.client_id != client.id.as_str() {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was issued to another client",
+            ));
+        }
+        if !grant.is_active(now()) {
+            return Err(OAuthError::invalid_grant(
+                "the grant was revoked or expired",
+            ));
+        }
+        if let Some(scope) = scope {
+            // A refresh may narrow the scope, never widen it.
+            let narrowed = super::normalize_scope(scope);
+            if narrowed
+                .split_ascii_whitespace()
+                .any(|s| !has_scope(&grant.scope, s))
+            {
+                return Err(OAuthError::invalid_scope(
+                    "the requested scope exceeds the original grant",
+                ));
+            }
+            grant.scope = narrowed;
+        }
+        self.tokens_for_grant(client, &grant, None, &serde_json::Map::new())
+            .await
+    }
+
+    async fn tokens_for_grant(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        nonce: Option<&str>,
+        extra_claims: &serde_json::Map<String, Value>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let at = now();
+        let access_token =
+            self.sign_access_token(&grant.account_id, client, &grant.scope, Some(grant))?;
+        let id_token = if has_scope(&grant.scope, "openid") {
+            let account = self
+                .store
+                .account_by_id(&AccountId::from_string(grant.account_id.clone()))
+                .await?
+                .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+            let mut claims = account_claims(&account, &grant.scope);
+            claims.extend(extra_claims.clone());
+            claims.insert("iss".into(), json!(self.issuer));
+            claims.insert("sub".into(), json!(grant.account_id));
+            claims.insert("aud".into(), json!(client.id.as_str()));
+            claims.insert("azp".into(), json!(client.id.as_str()));
+            claims.insert("iat".into(), json!(at));
+            claims.insert("exp".into(), json!(at + self.settings.id_token_ttl_secs));
+            claims.insert("auth_time".into(), json!(grant.auth_time));
+            claims.insert("acr".into(), json!(grant.acr));
+            claims.insert("amr".into(), json!(grant.amr));
+            if let Some(sid) = &grant.sid {
+                claims.insert("sid".into(), json!(sid));
+            }
+            if let Some(nonce) = nonce {
+                claims.insert("nonce".into(), json!(nonce));
+            }
+            claims.insert("at_hash".into(), json!(half_hash(&access_token)));
+            Some(self.keys.sign(&Value::Object(claims), None, None)?)
+        } else {
+            None
+        };
+        let refresh_token = if client.allows_grant(GrantType::RefreshToken) {
+            let token = generate_token();
+            let expires_at = (at + self.settings.refresh_token_ttl_secs).min(grant.expires_at);
+            self.store
+                .insert_refresh_token(token.hash().as_str(), &grant.id, expires_at)
+                .await?;
+            Some(token.expose().to_string())
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_token_ttl_secs,
+            id_token,
+            refresh_token,
+            scope: grant.scope.clone(),
+        })
+    }
+
+    fn sign_access_token(
+        &self,
+        sub: &str,
+        client: &Client,
+        scope: &str,
+        grant: Option<&Grant>,
+    ) -> Result<String, OAuthError> {
+        let at = now();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: sub.to_string(),
+            aud: client.id.as_str().to_string(),
+            exp: at + self.settings.access_token_ttl_secs,
+            iat: at,
+            jti: uuid::Uuid::new_v4().to_string(),
+            client_id: client.id.as_str().to_string(),
+            scope: scope.to_string(),
+            auth_time: grant.map(|g| g.auth_time),
+            acr: grant.map(|g| g.acr.clone()),
+            sid: grant.and_then(|g| g.sid.clone()),
+            gid: grant.map(|g| g.id.clone()),
+        };
+        Ok(self.keys.sign(&claims, Some("at+jwt"), None)?)
+    }
+
+    /// The `client_credentials` grant: a token about the client itself.
+    pub fn client_credentials(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.allows_grant(GrantType::ClientCredentials) || client.is_public() {
+            return Err(OAuthError::unauthorized_client(
+                "the client may not use the client_credentials grant",
+            ));
+        }
+        // OpenID scopes describe a person; a client acting for itself gets none.
+        let scope = scope
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+            .filter(|s| !super::SCOPES_SUPPORTED.contains(s))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let access_token = self.sign_access_token(client.id.as_str(), client, &scope, None)?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_token_ttl_secs,
+            id_token: None,
+            refresh_token: None,
+            scope,
+        })
+    }
+
+    /// Verifies an access token: signature, issuer, type, expiry, and not revoked.
+    pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, OAuthError> {
+        let options = VerifyOptions {
+            issuer: self.issuer.clone(),
+            audience: None,
+            typ: Some("at+jwt".into()),
+            leeway_secs: 0,
+            validate_exp: true,
+        };
+        let claims: AccessClaims = self.keys.verify(token, &options).map_err(|e| {
+            OAuthError::invalid_token(match e {
+                TokenError::Expired => "the access token has expired",
+                TokenError::UnknownKid => "the access token is signed by an unknown key",
+                TokenError::InvalidSignature => "the access token signature is invalid",
+                _ => "the access token is invalid",
+            })
+        })?;
+        if self
+            .cache
+            .get(&revoked_jti_key(&claims.jti))
+            .await?
+            .is_some()
+        {
+            return Err(OAuthError::invalid_token("the access token was revoked"));
+        }
+        if let Some(gid) = &claims.gid
+            && self.cache.get(&revoked_grant_key(gid)).await?.is_some()
+        {
+            return Err(OAuthError::invalid_token("the access token was revoked"));
+        }
+        Ok(claims)
+    }
+
+    /// The userinfo document for a verified access token.
+    pub async fn userinfo(
+        &self,
+        claims: &AccessClaims,
+        extra_claims: serde_json::Map<String, Value>,
+    ) -> Result<Value, OAuthError> {
+        if !has_scope(&claims.scope, "openid") {
+            return Err(OAuthError::invalid_token(
+                "the access token was not issued with the openid scope",
+            ));
+        }
+        let account = self
+            .store
+            .account_by_id(&AccountId::from_string(claims.sub.clone()))
+            .await?
+            .ok_or_else(|| OAuthError::invalid_token("the account no longer exists"))?;
+        let mut out = account_claims(&account, &claims.scope);
+        out.extend(extra_claims);
+        out.insert("sub".into(), json!(claims.sub));
+        Ok(Value::Object(out))
+    }
+
+    /// RFC 7662: `{"active": false}` for anything not currently valid.
+    pub async fn introspect(
+        &self,
+        client: &Client,
+        token: &str,
+        hint: Option<&str>,
+    ) -> Result<Value> {
+        let inactive = json!({ "active": false });
+        if hint != Some("refresh_token")
+            && let Ok(c) = self.verify_access_token(token).await
+        {
+            return Ok(json!({
+                "active": true,
+                "iss": c.iss,
+                "sub": c.sub,
+                "aud": c.aud,
+                "client_id": c.client_id,
+                "scope": c.scope,
+                "exp": c.exp,
+                "iat": c.iat,
+                "jti": c.jti,
+                "token_type": "Bearer",
+                "acr": c.acr,
+                "auth_time": c.auth_time,
+            }));
+        }
+
+        let hash = TokenHash::of(token);
+        let Some(gid) = self.store.grant_of_refresh_token(hash.as_str()).await? else {
+            return Ok(inactive);
+        };
+        let Some(grant) = self.store.grant_by_id(&gid).await? else {
+            return Ok(inactive);
+        };
+        // A refresh token is only described to the client it belongs to.
+        if grant.client_id != client.id.as_str() || !grant.is_active(now()) {
+            return Ok(inactive);
+        }
+        match self
+            .store
+            .use_refresh_token_peek(hash.as_str(), now())
+            .await?
+        {
+            Some(exp) => Ok(json!({
+                "active": true,
+                "iss": self.issuer,
+                "sub": grant.account_id,
+                "client_id": grant.client_id,
+                "scope": grant.scope,
+                "exp": exp,
+                "token_type": "refresh_token",
+            })),
+            None => Ok(inactive),
+        }
+    }
+
+    /// RFC 7009. Unknown or foreign tokens are answered like revoked ones (200), so
+    /// the endpoint reveals nothing.
+    pub async fn revoke(&self, client: &Client, token: &str, hint: Option<&str>) -> Result<()> {
+        if hint != Some("refresh_token") {
+            let options = VerifyOptions {
+                issuer: self.issuer.clone(),
+                audience: None,
+                typ: Some("at+jwt".into()),
+                leeway_secs: 0,
+                validate_exp: true,
+            };
+            if let Ok(c) = self.keys.verify::<AccessClaims>(token, &options) {
+                if c.client_id == client.id.as_str() {
+                    let left = (c.exp - now()).max(1);
+                    self.cache
+                        .put(&revoked_jti_key(&c.jti), b"1", secs(left))
+                        .await?;
+                }
+                return Ok(());
+            }
+        }
+        let hash = TokenHash::of(token);
+        if let Some(gid) = self.store.grant_of_refresh_token(hash.as_str()).await?
+            && let Some(grant) = self.store.grant_by_id(&gid).await?
+            && grant.client_id == client.id.as_str()
+        {
+            self.revoke_grant(&gid).await?;
+        }
+        Ok(())
+    }
+
+    /// Revokes a grant: its refresh tokens stop working and its access tokens fail
+    /// introspection and userinfo at once.
+    pub async fn revoke_grant(&self, gid: &str) -> Result<()> {
+        self.store.revoke_grant(gid, now()).await?;
+        self.mark_grant_revoked(gid).await
+    }
+
+    async fn mark_grant_revoked(&self, gid: &str) -> Result<()> {
+        self.cache
+            .put(
+                &revoked_grant_key(gid),
+                b"1",
+                secs(self.settings.access_token_ttl_secs + 60),
+            )
+            .await
+    }
+
+    /// Revokes every grant of an SSO session (at logout).
+    pub async fn revoke_session_grants(&self, sid: &str) -> Result<()> {
+        for gid in self.store.revoke_grants_of_session(sid, now()).await? {
+            self.mark_grant_revoked(&gid).await?;
+        }
+        Ok(())
+    }
+
+    /// The OpenID Back-Channel Logout token for one client.
+    pub fn logout_token(&self, client_id: &str, sub: &str, sid: &str) -> Result<String> {
+        let at = now();
+        let claims = json!({
+            "iss": self.issuer,
+            "aud": client_id,
+            "sub": sub,
+            "sid": sid,
+            "iat": at,
+            "exp": at + 120,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        self.keys.sign(&claims, Some("logout+jwt"), None)
+    }
+
+    /// Verifies an ID token we issued (an `id_token_hint`); expiry is not required.
+    pub fn verify_id_token_hint(&self, token: &str) -> Result<Value, OAuthError> {
+        let options = VerifyOptions {
+            issuer: self.issuer.clone(),
+            audience: None,
+            typ: None,
+            leeway_secs: 0,
+            validate_exp: false,
+        };
+        self.keys.verify::<Value>(token, &options).map_err(|_| {
+            OAuthError::invalid_request("id_token_hint is not a valid ID token of this provider")
+        })
+    }
+}
+
+impl From<TokenError> for OAuthError {
+    fn from(e: TokenError) -> Self {
+        OAuthError::invalid_token(format!("{e:?}"))
+    }
+}
+
+impl From<CoreError> for Box<OAuthError> {
+    fn from(e: CoreError) -> Self {
+        Box::new(e.into())
+    }
+}

@@ -1,0 +1,186 @@
+//! Single sign-on sessions, kept in the cache so that every instance sees them. The
+//! browser holds a random token; the cache keys it by its SHA-256, so a cache dump
+//! reveals no usable cookie. Each session has a public `sid` (in tokens, for
+//! back-channel logout) distinct from the cookie token, and remembers which clients
+//! took part, so that signing out reaches all of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::cache::{Cache, get_json, put_json};
+use crate::directory::now;
+use crate::secret::{Secret, TokenHash, generate_token};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SsoSession {
+    pub sid: String,
+    pub account_id: String,
+    /// When the person last proved who they are (OIDC `auth_time`).
+    pub auth_time: i64,
+    pub acr: String,
+    pub amr: Vec<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone)]
+pub struct Sessions {
+    cache: Arc<dyn Cache>,
+    ttl: Duration,
+}
+
+fn cookie_key(token: &str) -> String {
+    format!("sso-cookie:{}", TokenHash::of(token).as_str())
+}
+fn session_key(sid: &str) -> String {
+    format!("sso:{sid}")
+}
+fn clients_key(sid: &str) -> String {
+    format!("sso-clients:{sid}")
+}
+fn account_key(account_id: &str) -> String {
+    format!("sso-account:{account_id}")
+}
+
+impl Sessions {
+    pub fn new(cache: Arc<dyn Cache>, ttl: Duration) -> Self {
+        Self { cache, ttl }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Starts a session; the returned secret goes in the browser's cookie.
+    pub async fn start(
+        &self,
+        account_id: &str,
+        acr: &str,
+        amr: Vec<String>,
+    ) -> Result<(Secret, SsoSession)> {
+        let token = generate_token();
+        let at = now();
+        let session = SsoSession {
+            sid: uuid::Uuid::new_v4().to_string(),
+            account_id: account_id.to_string(),
+            auth_time: at,
+            acr: acr.to_string(),
+            amr,
+            created_at: at,
+        };
+        put_json(&*self.cache, &session_key(&session.sid), &session, self.ttl).await?;
+        self.cache
+            .put(
+                &cookie_key(token.expose()),
+                session.sid.as_bytes(),
+                self.ttl,
+            )
+            .await?;
+        self.cache
+            .set_add(&account_key(account_id), &session.sid, self.ttl)
+            .await?;
+        Ok((token, session))
+    }
+
+    /// The live session a cookie token names, if any.
+    pub async fn find(&self, token: &str) -> Result<Option<SsoSession>> {
+        let Some(sid) = self.cache.get(&cookie_key(token)).await? else {
+            return Ok(None);
+        };
+        let sid = String::from_utf8_lossy(&sid).to_string();
+        self.by_sid(&sid).await
+    }
+
+    pub async fn by_sid(&self, sid: &str) -> Result<Option<SsoSession>> {
+        get_json(&*self.cache, &session_key(sid)).await
+    }
+
+    /// Records that a client received tokens within this session.
+    pub async fn add_client(&self, sid: &str, client_id: &str) -> Result<()> {
+        self.cache
+            .set_add(&clients_key(sid), client_id, self.ttl)
+            .await
+    }
+
+    pub async fn clients(&self, sid: &str) -> Result<Vec<String>> {
+        self.cache.set_members(&clients_key(sid)).await
+    }
+
+    /// The sids of the account's live sessions.
+    pub async fn of_account(&self, account_id: &str) -> Result<Vec<String>> {
+        let mut live = Vec::new();
+        for sid in self.cache.set_members(&account_key(account_id)).await? {
+            if self.by_sid(&sid).await?.is_some() {
+                live.push(sid);
+            } else {
+                self.cache
+                    .set_remove(&account_key(account_id), &sid)
+                    .await?;
+            }
+        }
+        Ok(live)
+    }
+
+    /// Ends a session and returns what it was with the clients that took part in it.
+    pub async fn end(&self, sid: &str) -> Result<Option<(SsoSession, Vec<String>)>> {
+        let Some(session) = self.by_sid(sid).await? else {
+            return Ok(None);
+        };
+        let clients = self.clients(sid).await?;
+        self.cache.delete(&session_key(sid)).await?;
+        self.cache.delete(&clients_key(sid)).await?;
+        self.cache
+            .set_remove(&account_key(&session.account_id), sid)
+            .await?;
+        Ok(Some((session, clients)))
+    }
+
+    /// Forgets the cookie mapping (the session itself is ended with `end`).
+    pub async fn forget_cookie(&self, token: &str) -> Result<()> {
+        self.cache.delete(&cookie_key(token)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::MemoryCache;
+
+    fn sessions() -> Sessions {
+        Sessions::new(Arc::new(MemoryCache::new()), Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn a_cookie_finds_its_session_until_it_ends() {
+        let s = sessions();
+        let (token, session) = s.start("acc-1", "pwd", vec!["pwd".into()]).await.unwrap();
+        assert_eq!(s.find(token.expose()).await.unwrap(), Some(session.clone()));
+        s.add_client(&session.sid, "pago-in-rete").await.unwrap();
+        s.add_client(&session.sid, "governance").await.unwrap();
+        assert_eq!(
+            s.of_account("acc-1").await.unwrap(),
+            vec![session.sid.clone()]
+        );
+        let (_, mut clients) = s.end(&session.sid).await.unwrap().unwrap();
+        clients.sort();
+        assert_eq!(clients, ["governance", "pago-in-rete"]);
+        assert_eq!(s.find(token.expose()).await.unwrap(), None);
+        assert!(s.of_account("acc-1").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_cookie_finds_nothing() {
+        let s = sessions();
+        assert_eq!(s.find("not-a-session").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_sid_is_not_the_cookie() {
+        let s = sessions();
+        let (token, session) = s.start("acc-1", "pwd", vec![]).await.unwrap();
+        assert_ne!(token.expose(), session.sid);
+        assert_eq!(s.find(&session.sid).await.unwrap(), None);
+    }
+}

@@ -1,0 +1,6 @@
+//! Administration commands run from the command line (`idp-server keys …`,
+//! `idp-server client …`): they connect
+//! to the configured database and exit, without starting the server.
+
+pub mod clients;
+pub mod keys;

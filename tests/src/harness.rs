@@ -1,0 +1,298 @@
+//! Starts a real IdP on a free loopback port, on the embedded default (in-memory
+//! SQLite, in-process cache) or on production storage (a throwaway PostgreSQL database
+//! and a Redis namespace), and drives it like a browser would.
+
+use std::net::SocketAddr;
+
+use idp_core::account::{AccountKind, Email, Username};
+use idp_core::directory::{Account, NewAccount};
+use idp_core::fiscal_code::{FiscalCode, Sex};
+use idp_core::password::Password;
+use idp_server::admin::clients::ClientSeed;
+use idp_server::config::{CacheKind, Config};
+use idp_server::state::AppState;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::{TestDatabase, redis_url, unique_suffix};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// In-memory SQLite and the in-process cache.
+    Embedded,
+    /// PostgreSQL and Redis.
+    Production,
+}
+
+pub struct TestIdp {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    database: Option<TestDatabase>,
+}
+
+impl TestIdp {
+    pub async fn start(backend: Backend, clients: Vec<ClientSeed>) -> TestIdp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://127.0.0.1:{}", addr.port());
+        let mut config =
+            Config::demo(std::path::Path::new("unused"), addr.port()).expect("demo config");
+        config.server.listen = addr;
+        config.server.public_url = base.clone();
+        let database = match backend {
+            Backend::Embedded => {
+                config.database.url = "sqlite::memory:".into();
+                None
+            }
+            Backend::Production => {
+                let db = TestDatabase::create().await;
+                config.database.url = db.url.clone();
+                config.cache.kind = CacheKind::Redis;
+                config.cache.redis_url = Some(redis_url());
+                config.cache.prefix = format!("idp-test-{}:", unique_suffix());
+                Some(db)
+            }
+        };
+        config.clients = clients;
+        let state = AppState::build(config).await.expect("build the app state");
+        let server = idp_server::BoundServer::from_listener(state.clone(), listener);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TestIdp {
+            base,
+            addr,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates an active account with a chosen password.
+    pub async fn account(&self, given: &str, family: &str, password: &str) -> Account {
+        let account = self
+            .state
+            .directory
+            .create_account(NewAccount {
+                kind: AccountKind::Registered,
+                fiscal_code: None,
+                given_name: given.into(),
+                family_name: family.into(),
+                birth_date: chrono::NaiveDate::from_ymd_opt(1980, 1, 1),
+                birth_place: Some("Roma".into()),
+                sex: Some(Sex::Female),
+                personal_email: Some(
+                    Email::parse(&format!(
+                        "{}.{}@example.org",
+                        given.to_lowercase(),
+                        family.to_lowercase()
+                    ))
+                    .expect("email"),
+                ),
+                institutional_email: None,
+                username: None,
+            })
+            .await
+            .expect("create account");
+        self.state
+            .directory
+            .set_password(&account, Password::new(password.into()))
+            .await
+            .expect("set password");
+        account
+    }
+
+    /// An account with a fiscal code (for claims tests).
+    pub async fn account_with_fiscal_code(&self, fiscal_code: &str, password: &str) -> Account {
+        let account = self
+            .state
+            .directory
+            .create_account(NewAccount {
+                kind: AccountKind::Registered,
+                fiscal_code: Some(FiscalCode::parse(fiscal_code).expect("fiscal code")),
+                given_name: "Mario".into(),
+                family_name: "Rossi".into(),
+                birth_date: chrono::NaiveDate::from_ymd_opt(1985, 12, 10),
+                birth_place: Some("San Giuliano Terme".into()),
+                sex: Some(Sex::Male),
+                personal_email: Some(Email::parse("mario@example.org").expect("email")),
+                institutional_email: None,
+                username: Some(Username::parse("mario.rossi").expect("username")),
+            })
+            .await
+            .expect("create account");
+        self.state
+            .directory
+            .set_password(&account, Password::new(password.into()))
+            .await
+            .expect("set password");
+        account
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(cache) = self.state.redis_cache() {
+            let _ = cache.clear_namespace().await;
+        }
+        self.state.sql.close().await;
+        if let Some(db) = self.database.take() {
+            db.drop_now().await;
+        }
+    }
+}
+
+/// A browser: keeps cookies, does not follow redirects by itself.
+pub struct Browser {
+    pub http: reqwest::Client,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Page {
+    pub url: String,
+    pub status: u16,
+    pub body: String,
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// GETs `url` and follows redirects while they stay on `stay_on` (the IdP); returns
+    /// the first response outside it (a redirect to a client) or the final page.
+    pub async fn follow(&self, url: &str, stay_on: &str) -> Page {
+        let mut url = url.to_string();
+        for _ in 0..10 {
+            let r = self.http.get(&url).send().await.expect("GET");
+            let status = r.status().as_u16();
+            if let Some(loc) = r.headers().get("location") {
+                let loc = loc.to_str().expect("location").to_string();
+                let next = if loc.starts_with('/') {
+                    format!("{stay_on}{loc}")
+                } else {
+                    loc
+                };
+                if !next.starts_with(stay_on) {
+                    return Page {
+                        url: next,
+                        status,
+                        body: String::new(),
+                    };
+                }
+                url = next;
+                continue;
+            }
+            let body = r.text().await.expect("body");
+            return Page { url, status, body };
+        }
+        panic!("too many redirects from {url}");
+    }
+
+    /// Submits a form and follows redirects like `follow`.
+    pub async fn submit(&self, action: &str, fields: &[(&str, &str)], stay_on: &str) -> Page {
+        let r = self
+            .http
+            .post(action)
+            .form(fields)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        if let Some(loc) = r.headers().get("location") {
+            let loc = loc.to_str().expect("location").to_string();
+            let next = if loc.starts_with('/') {
+                format!("{stay_on}{loc}")
+            } else {
+                loc
+            };
+            if !next.starts_with(stay_on) {
+                return Page {
+                    url: next,
+                    status,
+                    body: String::new(),
+                };
+            }
+            return self.follow(&next, stay_on).await;
+        }
+        let body = r.text().await.expect("body");
+        Page {
+            url: action.to_string(),
+            status,
+            body,
+        }
+    }
+
+    /// Fills the login page currently shown and submits it.
+    pub async fn sign_in(
+        &self,
+        idp: &TestIdp,
+        login_page: &Page,
+        username: &str,
+        password: &str,
+    ) -> Page {
+        let req = hidden(&login_page.body, "req").unwrap_or_default();
+        let csrf = hidden(&login_page.body, "csrf").expect("login form has a csrf field");
+        self.submit(
+            &idp.url("/login"),
+            &[
+                ("req", req.as_str()),
+                ("csrf", csrf.as_str()),
+                ("username", username),
+                ("password", password),
+            ],
+            &idp.base,
+        )
+        .await
+    }
+}
+
+/// The value of a hidden input in a page.
+pub fn hidden(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(
+        body[start..end]
+            .replace("&#x2f;", "/")
+            .replace("&amp;", "&")
+            .replace("&#x3d;", "="),
+    )
+}
+
+/// A query parameter of a URL.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}

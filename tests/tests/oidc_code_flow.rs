@@ -1,0 +1,515 @@
+//! The authorization code flow end to end with the `openidconnect` crate as the
+//! client: discovery, login, code exchange with PKCE, ID token validation, userinfo,
+//! refresh rotation and reuse detection, introspection after revocation, prompt=none,
+//! and logout with a verified back-channel logout token. Each body runs on the
+//! embedded default and on PostgreSQL + Redis.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Form;
+use axum::routing::post;
+use idp_core::client::{ClientAuthMethod, ClientId as IdpClientId, GrantType};
+use idp_server::admin::clients::ClientSeed;
+use idp_tests::harness::{Backend, Browser, TestIdp, query_param};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope, TokenResponse as _,
+};
+use serde_json::Value;
+
+const SECRET: &str = "test-secret-of-the-relying-party-0123456789";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const PASSWORD: &str = "Scuola-2026!Test";
+
+fn seed(id: &str, backchannel: Option<String>) -> ClientSeed {
+    ClientSeed {
+        id: IdpClientId::parse(id).expect("client id"),
+        name: format!("Servizio {id}"),
+        secret: Some(SECRET.into()),
+        auth_method: ClientAuthMethod::ClientSecretBasic,
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: vec!["http://127.0.0.1:9/signed-out".into()],
+        backchannel_logout_uri: backchannel,
+        grant_types: vec![
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ],
+        jwks: None,
+        jwks_file: None,
+        service: None,
+        enablement_uri: None,
+    }
+}
+
+fn oidc_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http")
+}
+
+type Rp = openidconnect::Client<
+    openidconnect::EmptyAdditionalClaims,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreGenderClaim,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreAuthPrompt,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    openidconnect::core::CoreTokenResponse,
+    openidconnect::core::CoreTokenIntrospectionResponse,
+    openidconnect::core::CoreRevocableToken,
+    openidconnect::core::CoreRevocationErrorResponse,
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+async fn relying_party(idp: &TestIdp, id: &str) -> Rp {
+    let metadata = CoreProviderMetadata::discover_async(
+        IssuerUrl::new(idp.base.clone()).expect("issuer"),
+        &oidc_http(),
+    )
+    .await
+    .expect("discovery");
+    CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(id.into()),
+        Some(ClientSecret::new(SECRET.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).expect("redirect"))
+}
+
+/// Runs the browser part of the flow and returns the code.
+async fn sign_in_for_code(
+    idp: &TestIdp,
+    browser: &Browser,
+    rp: &Rp,
+    username: &str,
+) -> (String, Nonce, openidconnect::PkceCodeVerifier) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf, nonce) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let login = browser.follow(url.as_str(), &idp.base).await;
+    assert_eq!(login.status, 200, "the login page is shown");
+    assert!(login.body.contains("Accedi"), "{}", login.body);
+    let back = browser.sign_in(idp, &login, username, PASSWORD).await;
+    assert!(
+        back.url.starts_with(REDIRECT),
+        "redirected to the client: {}",
+        back.url
+    );
+    assert_eq!(
+        query_param(&back.url, "state").as_deref(),
+        Some(csrf.secret().as_str())
+    );
+    assert_eq!(
+        query_param(&back.url, "iss").as_deref(),
+        Some(idp.base.as_str())
+    );
+    (
+        query_param(&back.url, "code").expect("code"),
+        nonce,
+        verifier,
+    )
+}
+
+async fn the_whole_code_flow_works_with_a_certified_client(backend: Backend) {
+    let idp = TestIdp::start(backend, vec![seed("pago-in-rete", None)]).await;
+    let account = idp.account("Anna", "Bianchi", PASSWORD).await;
+    let rp = relying_party(&idp, "pago-in-rete").await;
+    let browser = Browser::new();
+    let (code, nonce, verifier) = sign_in_for_code(&idp, &browser, &rp, "anna.bianchi").await;
+
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&oidc_http())
+        .await
+        .expect("code exchange");
+    let id_token = tokens.id_token().expect("an ID token");
+    let verifier = rp.id_token_verifier();
+    let claims = id_token
+        .claims(&verifier, &nonce)
+        .expect("a valid ID token");
+    assert_eq!(claims.subject().as_str(), account.id.as_str());
+    assert_eq!(
+        claims.auth_context_ref().map(|a| a.as_str()),
+        Some(idp_core::oidc::ACR_PASSWORD)
+    );
+    assert!(claims.auth_time().is_some());
+    let at_hash = claims.access_token_hash().expect("at_hash");
+    let expected = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg().expect("alg"),
+        id_token.signing_key(&verifier).expect("key"),
+    )
+    .expect("hash");
+    assert_eq!(at_hash, &expected);
+
+    // userinfo
+    let info: Value = oidc_http()
+        .get(idp.url("/userinfo"))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["sub"], account.id.as_str());
+    assert_eq!(info["given_name"], "Anna");
+    assert_eq!(info["email"], "anna.bianchi@example.org");
+
+    // refresh rotation, then reuse detection revokes the family
+    let first_refresh = tokens.refresh_token().expect("a refresh token").clone();
+    let rotated = rp
+        .exchange_refresh_token(&first_refresh)
+        .expect("token endpoint")
+        .request_async(&oidc_http())
+        .await
+        .expect("refresh");
+    let second_refresh = rotated.refresh_token().expect("rotated").clone();
+    assert_ne!(second_refresh.secret(), first_refresh.secret());
+    let reuse = token_request(
+        &idp,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", first_refresh.secret()),
+        ],
+    )
+    .await;
+    assert_eq!(reuse.0, 400);
+    assert_eq!(reuse.1["error"], "invalid_grant");
+    let after = token_request(
+        &idp,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", second_refresh.secret()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        after.1["error"], "invalid_grant",
+        "the whole family is revoked: {}",
+        after.1
+    );
+    let introspected = introspect(&idp, rotated.access_token().secret()).await;
+    assert_eq!(
+        introspected["active"], false,
+        "access tokens of the revoked family"
+    );
+
+    idp.stop().await;
+}
+
+async fn token_request(idp: &TestIdp, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = oidc_http()
+        .post(idp.url("/token"))
+        .basic_auth("pago-in-rete", Some(SECRET))
+        .form(form)
+        .send()
+        .await
+        .expect("token");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
+async fn introspect(idp: &TestIdp, token: &str) -> Value {
+    oidc_http()
+        .post(idp.url("/introspect"))
+        .basic_auth("pago-in-rete", Some(SECRET))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn introspection_reflects_revocation_at_once(backend: Backend) {
+    let idp = TestIdp::start(backend, vec![seed("pago-in-rete", None)]).await;
+    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let rp = relying_party(&idp, "pago-in-rete").await;
+    let browser = Browser::new();
+    let (code, _, verifier) = sign_in_for_code(&idp, &browser, &rp, "anna.bianchi").await;
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&oidc_http())
+        .await
+        .expect("exchange");
+    let access = tokens.access_token().secret().clone();
+    let refresh = tokens.refresh_token().expect("refresh").secret().clone();
+    let active = introspect(&idp, &access).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["client_id"], "pago-in-rete");
+    assert_eq!(introspect(&idp, &refresh).await["active"], true);
+    // revoke the access token
+    let r = oidc_http()
+        .post(idp.url("/revoke"))
+        .basic_auth("pago-in-rete", Some(SECRET))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(introspect(&idp, &access).await["active"], false);
+    let userinfo = oidc_http()
+        .get(idp.url("/userinfo"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(userinfo.status().as_u16(), 401);
+    // revoke the refresh token: its grant goes
+    let r = oidc_http()
+        .post(idp.url("/revoke"))
+        .basic_auth("pago-in-rete", Some(SECRET))
+        .form(&[
+            ("token", refresh.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(introspect(&idp, &refresh).await["active"], false);
+    let refreshed = rp
+        .exchange_refresh_token(&RefreshToken::new(refresh))
+        .expect("endpoint")
+        .request_async(&oidc_http())
+        .await;
+    assert!(
+        refreshed.is_err(),
+        "a revoked refresh token no longer works"
+    );
+    idp.stop().await;
+}
+
+async fn client_credentials_give_a_token_about_the_client(backend: Backend) {
+    let idp = TestIdp::start(backend, vec![seed("pago-in-rete", None)]).await;
+    let (status, body) = token_request(&idp, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body.get("id_token").is_none());
+    let info = introspect(&idp, body["access_token"].as_str().expect("token")).await;
+    assert_eq!(info["active"], true);
+    assert_eq!(info["sub"], "pago-in-rete");
+    idp.stop().await;
+}
+
+async fn prompt_none_needs_a_session(backend: Backend) {
+    let idp = TestIdp::start(backend, vec![seed("pago-in-rete", None)]).await;
+    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let rp = relying_party(&idp, "pago-in-rete").await;
+    let browser = Browser::new();
+    let silent = |rp: &Rp| {
+        let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+        rp.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_prompt(openidconnect::core::CoreAuthPrompt::None)
+        .set_pkce_challenge(challenge)
+        .url()
+        .0
+    };
+    let without = browser.follow(silent(&rp).as_str(), &idp.base).await;
+    assert!(without.url.starts_with(REDIRECT));
+    assert_eq!(
+        query_param(&without.url, "error").as_deref(),
+        Some("login_required")
+    );
+    sign_in_for_code(&idp, &browser, &rp, "anna.bianchi").await;
+    let with = browser.follow(silent(&rp).as_str(), &idp.base).await;
+    assert!(query_param(&with.url, "code").is_some(), "{}", with.url);
+    idp.stop().await;
+}
+
+/// A relying party's back-channel logout endpoint that keeps what it receives.
+async fn logout_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        post(
+            move |Form(f): Form<std::collections::HashMap<String, String>>| {
+                let store = store.clone();
+                async move {
+                    if let Some(t) = f.get("logout_token") {
+                        store.lock().expect("lock").push(t.clone());
+                    }
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/backchannel"), received)
+}
+
+async fn logout_reaches_every_client_of_the_session(backend: Backend) {
+    let (uri_a, received_a) = logout_receiver().await;
+    let (uri_b, received_b) = logout_receiver().await;
+    let idp = TestIdp::start(
+        backend,
+        vec![
+            seed("pago-in-rete", Some(uri_a)),
+            seed("governance", Some(uri_b)),
+        ],
+    )
+    .await;
+    let account = idp.account("Anna", "Bianchi", PASSWORD).await;
+    let browser = Browser::new();
+    let pago = relying_party(&idp, "pago-in-rete").await;
+    let (code, _, verifier) = sign_in_for_code(&idp, &browser, &pago, "anna.bianchi").await;
+    let tokens = pago
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&oidc_http())
+        .await
+        .expect("exchange");
+    // single sign-on: the second service gets a code without a login page
+    let gov = relying_party(&idp, "governance").await;
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = gov
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .url();
+    let sso = browser.follow(url.as_str(), &idp.base).await;
+    assert!(query_param(&sso.url, "code").is_some(), "{}", sso.url);
+
+    let id_token = tokens.id_token().expect("id token").to_string();
+    let out = browser
+        .follow(
+            &format!(
+                "{}?id_token_hint={}&post_logout_redirect_uri={}&state=bye",
+                idp.url("/logout"),
+                id_token,
+                "http://127.0.0.1:9/signed-out"
+            ),
+            &idp.base,
+        )
+        .await;
+    assert_eq!(out.url, "http://127.0.0.1:9/signed-out?state=bye");
+
+    // both clients receive a logout token; verify it with the JWKS
+    for _ in 0..50 {
+        if !received_a.lock().expect("lock").is_empty()
+            && !received_b.lock().expect("lock").is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let token = received_a
+        .lock()
+        .expect("lock")
+        .first()
+        .cloned()
+        .expect("pago-in-rete notified");
+    assert!(
+        !received_b.lock().expect("lock").is_empty(),
+        "governance notified"
+    );
+    let jwks: jsonwebtoken::jwk::JwkSet = oidc_http()
+        .get(idp.url("/jwks"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let header = jsonwebtoken::decode_header(&token).expect("header");
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let jwk = jwks
+        .find(header.kid.as_deref().expect("kid"))
+        .expect("published key");
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&["pago-in-rete"]);
+    validation.set_issuer(&[idp.base.as_str()]);
+    let data = jsonwebtoken::decode::<Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key"),
+        &validation,
+    )
+    .expect("a valid logout token");
+    assert_eq!(data.claims["sub"], account.id.as_str());
+    assert!(data.claims["sid"].is_string());
+    assert!(
+        data.claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object()
+    );
+    assert!(data.claims.get("nonce").is_none());
+
+    // the session is gone: prompt=none fails again, and the tokens are revoked
+    assert_eq!(
+        introspect(&idp, tokens.access_token().secret()).await["active"],
+        false
+    );
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = gov
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_prompt(openidconnect::core::CoreAuthPrompt::None)
+        .set_pkce_challenge(challenge)
+        .url();
+    let after = browser.follow(url.as_str(), &idp.base).await;
+    assert_eq!(
+        query_param(&after.url, "error").as_deref(),
+        Some("login_required")
+    );
+    idp.stop().await;
+}
+
+macro_rules! on_both_backends {
+    ($($body:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
+        }
+        mod production {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $body() { super::$body(super::Backend::Production).await; } )*
+        }
+    };
+}
+
+on_both_backends!(
+    the_whole_code_flow_works_with_a_certified_client,
+    introspection_reflects_revocation_at_once,
+    client_credentials_give_a_token_about_the_client,
+    prompt_none_needs_a_session,
+    logout_reaches_every_client_of_the_session,
+);
