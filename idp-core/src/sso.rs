@@ -23,6 +23,10 @@ pub struct SsoSession {
     pub acr: String,
     pub amr: Vec<String>,
     pub created_at: i64,
+    /// `auth_time` in milliseconds, to order a sign-in against a request made in the
+    /// same second (prompt=login, acr_values).
+    #[serde(default)]
+    pub authenticated_at_ms: i64,
 }
 
 #[derive(Clone)]
@@ -69,6 +73,7 @@ impl Sessions {
             acr: acr.to_string(),
             amr,
             created_at: at,
+            authenticated_at_ms: chrono::Utc::now().timestamp_millis(),
         };
         put_json(&*self.cache, &session_key(&session.sid), &session, self.ttl).await?;
         self.cache

@@ -35,6 +35,15 @@ pub struct TestIdp {
 
 impl TestIdp {
     pub async fn start(backend: Backend, clients: Vec<ClientSeed>) -> TestIdp {
+        Self::start_with(backend, clients, |_| {}).await
+    }
+
+    /// Like `start`, with a last word on the configuration.
+    pub async fn start_with(
+        backend: Backend,
+        clients: Vec<ClientSeed>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestIdp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://127.0.0.1:{}", addr.port());
@@ -57,6 +66,7 @@ impl TestIdp {
             }
         };
         config.clients = clients;
+        configure(&mut config);
         let state = AppState::build(config).await.expect("build the app state");
         let server = idp_server::BoundServer::from_listener(state.clone(), listener);
         let (tx, rx) = oneshot::channel::<()>();

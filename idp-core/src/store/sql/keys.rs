@@ -6,10 +6,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{SqlStore, conflict_or, corrupt};
-use crate::Result;
 use crate::keys::{SigningAlgorithm, SigningKey};
 use crate::secret::Secret;
 use crate::store::KeyStore;
+use crate::{CoreError, Result};
 
 fn key_from_row(row: &AnyRow) -> Result<SigningKey> {
     let algorithm: String = row.try_get("algorithm")?;
@@ -42,7 +42,12 @@ impl KeyStore for SqlStore {
         .bind(key.retire_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict_or(e, &["kid"]))?;
+        // The kid is the table's only unique column; PostgreSQL names its primary key
+        // `signing_keys_pkey` in the message, not the column.
+        .map_err(|e| match conflict_or(e, &["kid"]) {
+            CoreError::Conflict(_) => CoreError::Conflict("kid"),
+            other => other,
+        })?;
         Ok(())
     }
 
@@ -89,7 +94,6 @@ impl KeyStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CoreError;
 
     async fn store() -> SqlStore {
         let store = SqlStore::connect("sqlite::memory:", 1).await.unwrap();
