@@ -6,6 +6,7 @@ pub mod account;
 pub mod cache;
 pub mod client;
 pub mod directory;
+pub mod enablement;
 pub mod error;
 pub mod fiscal_code;
 pub mod grant;

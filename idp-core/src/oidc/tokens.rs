@@ -339,6 +339,12 @@ impl TokenService {
                 .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
             let mut claims = account_claims(&account, &grant.scope);
             claims.extend(extra_claims.clone());
+            if let Some(service) = client.service.as_deref() {
+                claims.insert(
+                    "enablement".into(),
+                    self.enablement_claim(&grant.account_id, service).await?,
+                );
+            }
             claims.insert("iss".into(), json!(self.issuer));
             claims.insert("sub".into(), json!(grant.account_id));
             claims.insert("aud".into(), json!(client.id.as_str()));
@@ -467,10 +473,17 @@ impl TokenService {
     }
 
     /// The userinfo document for a verified access token.
+    /// The `enablement` claim of an account for a service.
+    pub async fn enablement_claim(&self, account_id: &str, service: &str) -> Result<Value> {
+        let found = self.store.enablement(account_id, service).await?;
+        Ok(crate::enablement::claim(service, found.as_ref()))
+    }
+
+    /// The userinfo document; `service` is the asking client's, for its enablement.
     pub async fn userinfo(
         &self,
         claims: &AccessClaims,
-        extra_claims: serde_json::Map<String, Value>,
+        service: Option<&str>,
     ) -> Result<Value, OAuthError> {
         if !has_scope(&claims.scope, "openid") {
             return Err(OAuthError::invalid_token(
@@ -483,7 +496,12 @@ impl TokenService {
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the account no longer exists"))?;
         let mut out = account_claims(&account, &claims.scope);
-        out.extend(extra_claims);
+        if let Some(service) = service {
+            out.insert(
+                "enablement".into(),
+                self.enablement_claim(&claims.sub, service).await?,
+            );
+        }
         out.insert("sub".into(), json!(claims.sub));
         Ok(Value::Object(out))
     }

@@ -88,7 +88,7 @@ pub trait ClientStore: Send + Sync {
 /// Everything the server needs from storage.
 #[async_trait]
 pub trait Store:
-    AccountStore + OutboxStore + ClientStore + KeyStore + crate::grant::GrantStore + Send + Sync
+    AccountStore + OutboxStore + ClientStore + crate::enablement::EnablementStore + KeyStore + crate::grant::GrantStore + Send + Sync
 {
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<()>;

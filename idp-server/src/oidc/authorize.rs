@@ -66,6 +66,9 @@ pub struct AuthorizationRequest {
     /// When the request arrived, in milliseconds (see `SsoSession::authenticated_at_ms`).
     #[serde(default)]
     pub created_at_ms: i64,
+    /// The person was already sent to the client's enablement step.
+    #[serde(default)]
+    pub enablement_sent: bool,
 }
 
 impl AuthorizationRequest {
@@ -266,6 +269,7 @@ fn validate(
             .collect(),
         created_at: now(),
         created_at_ms: chrono::Utc::now().timestamp_millis(),
+        enablement_sent: false,
     })
 }
 
@@ -317,18 +321,46 @@ async fn proceed(
     let Some(session) = session else {
         return park(state, &request).await;
     };
-    match issue_code(state, client, &request, &session).await {
+    complete(state, client, request, &session).await
+}
+
+/// The person is signed in as the request needs: the enablement step if the client
+/// has one, then the code.
+async fn complete(
+    state: &AppState,
+    client: &Client,
+    mut request: AuthorizationRequest,
+    session: &SsoSession,
+) -> Response {
+    let outcome = match super::enablement::gate(state, client, &mut request, session).await {
+        Ok(super::enablement::Gate::Redirect(r)) => return r,
+        Ok(super::enablement::Gate::Proceed) => issue_code(state, client, &request, session).await,
+        Err(e) => Err(e),
+    };
+    // The parked request, if any, is finished either way.
+    let _ = state.cache.delete(&format!("authz:{}", request.id)).await;
+    match outcome {
         Ok(r) => r,
         Err(e) => redirect_error(state, &request.redirect_uri, request.state.clone(), &e),
     }
 }
 
 async fn park(state: &AppState, request: &AuthorizationRequest) -> Response {
-    let key = format!("authz:{}", request.id);
-    if let Err(e) = put_json(&*state.cache, &key, request, PARKED_TTL).await {
+    if let Err(e) = park_only(state, request).await {
         return AppError::from(e).into_response();
     }
     Redirect::to(&format!("/login?req={}", request.id)).into_response()
+}
+
+/// Keeps a request in the cache until it is resumed (or expires).
+pub async fn park_only(state: &AppState, request: &AuthorizationRequest) -> idp_core::Result<()> {
+    put_json(
+        &*state.cache,
+        &format!("authz:{}", request.id),
+        request,
+        PARKED_TTL,
+    )
+    .await
 }
 
 /// Loads a parked request (the login page and the enablement hook use it).
@@ -371,11 +403,7 @@ pub async fn resume(
     };
     match session {
         Some(session) if !needs_login(&request, Some(&session)) => {
-            let _ = state.cache.delete(&format!("authz:{}", request.id)).await;
-            match issue_code(&state, &client, &request, &session).await {
-                Ok(r) => r,
-                Err(e) => redirect_error(&state, &request.redirect_uri, request.state.clone(), &e),
-            }
+            complete(&state, &client, request, &session).await
         }
         _ => Redirect::to(&format!("/login?req={}", request.id)).into_response(),
     }

@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod backchannel;
 pub mod discovery;
+pub mod enablement;
 pub mod login;
 pub mod logout;
 pub mod session_cookie;
@@ -34,6 +35,10 @@ pub fn routes() -> Router<AppState> {
         .route("/introspect", post(token::introspect))
         .route("/revoke", post(token::revoke))
         .route("/logout", get(logout::get).post(logout::post))
+        .route(
+            "/enablements/{service}/{sub}",
+            get(enablement::get).put(enablement::put),
+        )
 }
 
 /// A JSON protocol error with the status RFC 6749 gives it; never cached.

@@ -37,7 +37,15 @@ async fn answer(state: &AppState, token: Option<String>) -> Response {
         let token =
             token.ok_or_else(|| OAuthError::invalid_token("a bearer access token is required"))?;
         let claims = state.tokens.verify_access_token(&token).await?;
-        state.tokens.userinfo(&claims, serde_json::Map::new()).await
+        let service = match idp_core::client::ClientId::parse(&claims.client_id) {
+            Ok(id) => state
+                .clients
+                .get(&id)
+                .await?
+                .and_then(|c| c.service.clone()),
+            Err(_) => None,
+        };
+        state.tokens.userinfo(&claims, service.as_deref()).await
     }
     .await;
     match result {

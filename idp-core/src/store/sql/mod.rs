@@ -3,6 +3,7 @@
 //! them) and portable types only: TEXT, BIGINT/INTEGER (Unix seconds, 0/1 flags), BLOB.
 
 mod clients;
+mod enablements;
 mod grants;
 mod keys;
 
