@@ -49,10 +49,38 @@ impl CoreError {
         match self {
             CoreError::Storage(e) => matches!(
                 e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
             ),
             CoreError::Cache(_) => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CoreError;
+    use crate::oidc::OAuthError;
+
+    #[test]
+    fn an_unreachable_database_or_cache_is_a_temporary_oauth_error() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for e in [
+            CoreError::Storage(sqlx::Error::Io(refused)),
+            CoreError::Storage(sqlx::Error::PoolTimedOut),
+            CoreError::from(redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            ))),
+        ] {
+            assert!(e.is_unavailable(), "{e}");
+            assert_eq!(OAuthError::from(e).code, "temporarily_unavailable");
+        }
+        let bug = CoreError::Storage(sqlx::Error::RowNotFound);
+        assert!(!bug.is_unavailable());
+        assert_eq!(OAuthError::from(bug).code, "server_error");
     }
 }

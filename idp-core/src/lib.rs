@@ -3,18 +3,26 @@
 //! Pure Rust, no HTTP: storage and cache sit behind the traits in [`store`] and [`cache`].
 
 pub mod account;
+pub mod audit;
 pub mod cache;
 pub mod client;
 pub mod directory;
+pub mod email_change;
 pub mod enablement;
 pub mod error;
 pub mod fiscal_code;
 pub mod grant;
 pub mod keys;
+pub mod link;
 pub mod mail;
 pub mod oidc;
 pub mod password;
+pub mod password_change;
+pub mod password_reset;
+pub mod rate_limit;
+pub mod registration;
 pub mod secret;
+pub mod security_check;
 pub mod sso;
 pub mod store;
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub sessions: SessionConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Clients registered at start (`[[clients]]`), with fixed secrets: development
     /// and tests only.
     #[serde(default)]
@@ -48,6 +50,21 @@ pub struct ServerConfig {
     /// Serves the development pages (mail outbox). Only `idp-server demo` turns it on.
     #[serde(default)]
     pub dev_pages: bool,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a
+    /// proxy that sets it); otherwise the peer address. Used by the abuse limits.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+    /// `[server.tls]`: terminate TLS here (rustls) instead of behind a proxy.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// The server's certificate chain and private key, PEM files.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -178,7 +195,7 @@ fn default_smtp_security() -> String {
     "starttls".into()
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordConfig {
     #[serde(default)]
@@ -192,6 +209,16 @@ pub struct PasswordConfig {
 
 fn default_temporary_days() -> u32 {
     7
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            hash: HashParams::default(),
+            policy: PasswordPolicy::default(),
+            temporary_validity_days: default_temporary_days(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -287,6 +314,27 @@ impl Default for SessionConfig {
     }
 }
 
+/// `[audit]`: the audit log of security events.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Events older than this are deleted by the audit-retention job.
+    #[serde(default = "default_audit_retention")]
+    pub retention_days: u32,
+}
+
+fn default_audit_retention() -> u32 {
+    365
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: default_audit_retention(),
+        }
+    }
+}
+
 /// A configuration that cannot be used, in one line naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -315,6 +363,8 @@ impl Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], port)),
                 public_url: format!("http://localhost:{port}"),
                 dev_pages: true,
+                trust_forwarded_for: false,
+                tls: None,
             },
             database: DatabaseConfig {
                 url: format!("sqlite://{}/demo.db", data_dir.display()),
@@ -330,6 +380,7 @@ impl Config {
                 dev_dir: Some(PathBuf::from("certs-dev")),
                 ..KeysConfig::default()
             },
+            audit: AuditConfig::default(),
             clients: Vec::new(),
         };
         Self::from_figment(
@@ -350,6 +401,16 @@ impl Config {
             return Err(ConfigError(
                 "server.public_url: must be an http(s) URL without a trailing slash".into(),
             ));
+        }
+        if let Some(tls) = &self.server.tls {
+            for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if !path.is_file() {
+                    return Err(ConfigError(format!(
+                        "server.tls.{key}: file {} does not exist",
+                        path.display()
+                    )));
+                }
+            }
         }
         if self.cache.kind == CacheKind::Redis && self.cache.redis_url.is_none() {
             return Err(ConfigError(

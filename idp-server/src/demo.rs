@@ -1,6 +1,8 @@
 //! `idp-server demo`: the whole federation on localhost with embedded defaults
 //! (SQLite file, in-process cache, dev keys, mail outbox page) and one ready account.
 
+use std::path::{Path, PathBuf};
+
 use idp_core::CoreError;
 use idp_core::account::{AccountKind, Email, Username};
 use idp_core::directory::NewAccount;
@@ -46,4 +48,76 @@ pub async fn seed_account(state: &AppState) -> anyhow::Result<()> {
         .set_password(&account, Password::new(DEMO_PASSWORD.to_string()))
         .await?;
     Ok(())
+}
+
+/// The three services the demo starts next to the IdP, on the ports after its own.
+/// idp-server does not link the relying-parties crate (dependencies point one way): it
+/// runs its `rp` binary when that sits next to this executable (same target dir).
+pub struct DemoService {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub port: u16,
+}
+
+/// Development only: the secret the demo registers for its three services.
+pub const DEMO_RP_SECRET: &str = "demo-relying-party-secret-not-for-production";
+
+pub fn services(idp_port: u16) -> Vec<DemoService> {
+    [
+        ("istanze-online", "Istanze OnLine"),
+        ("pago-in-rete", "Pago in rete"),
+        ("governance", "Portale della governance della formazione"),
+    ]
+    .into_iter()
+    .zip(1u16..)
+    .map(|((id, name), offset)| DemoService {
+        id,
+        name,
+        port: idp_port.saturating_add(offset),
+    })
+    .collect()
+}
+
+impl DemoService {
+    pub fn base_url(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    /// The service as a `[[clients]]` seed: its redirect, post-logout and back-channel
+    /// URIs, and for Istanze OnLine the service whose enablement the IdP reports.
+    pub fn client_seed(&self) -> anyhow::Result<crate::admin::clients::ClientSeed> {
+        use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
+        let base = self.base_url();
+        Ok(crate::admin::clients::ClientSeed {
+            id: ClientId::parse(self.id)?,
+            name: self.name.into(),
+            secret: Some(DEMO_RP_SECRET.into()),
+            auth_method: ClientAuthMethod::ClientSecretBasic,
+            redirect_uris: vec![format!("{base}/callback")],
+            post_logout_redirect_uris: vec![format!("{base}/")],
+            backchannel_logout_uri: Some(format!("{base}/backchannel-logout")),
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            jwks: None,
+            jwks_file: None,
+            service: (self.id == "istanze-online").then(|| self.id.to_string()),
+            enablement_uri: None,
+        })
+    }
+
+    /// Starts the service as a child process, stopped when the handle is dropped.
+    pub fn spawn(&self, rp_binary: &Path, issuer: &str) -> std::io::Result<tokio::process::Child> {
+        tokio::process::Command::new(rp_binary)
+            .args(["--service", self.id, "--issuer", issuer, "--port"])
+            .arg(self.port.to_string())
+            .env("RP_CLIENT_SECRET", DEMO_RP_SECRET)
+            .kill_on_drop(true)
+            .spawn()
+    }
+}
+
+/// The `rp` binary next to this executable, when it was built.
+pub fn rp_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let rp = exe.with_file_name(format!("rp{}", std::env::consts::EXE_SUFFIX));
+    rp.is_file().then_some(rp)
 }

@@ -8,10 +8,14 @@ pub mod demo;
 pub mod dev_outbox;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod mail;
+pub mod metrics;
 pub mod oidc;
+pub mod pages;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 
 use std::future::Future;
@@ -31,9 +35,11 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::serve))
         .route("/assets/{*path}", get(web::serve_asset))
         .route("/", get(oidc::login::home))
-        .merge(oidc::routes());
+        .merge(oidc::routes())
+        .merge(pages::routes());
     if state.config.server.dev_pages {
         app = app
             .route("/dev/outbox", get(dev_outbox::list))
@@ -60,7 +66,16 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),
         ))
+        .layer(tower::util::option_layer(tls::hsts(
+            state.config.server.tls.as_ref(),
+        )))
         .layer(TraceLayer::new_for_http())
+        // `Router::layer` wraps each route (and the fallback) after matching, so the
+        // middleware sees the matched route pattern.
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -69,6 +84,7 @@ pub struct BoundServer {
     pub local_addr: SocketAddr,
     listener: TcpListener,
     app: Router,
+    tls: Option<config::TlsConfig>,
 }
 
 impl BoundServer {
@@ -81,6 +97,7 @@ impl BoundServer {
         Ok(BoundServer {
             local_addr,
             listener,
+            tls: state.config.server.tls.clone(),
             app: router(state),
         })
     }
@@ -91,6 +108,7 @@ impl BoundServer {
         BoundServer {
             local_addr: listener.local_addr().unwrap_or(state.config.server.listen),
             listener,
+            tls: state.config.server.tls.clone(),
             app: router(state),
         }
     }
@@ -100,7 +118,12 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.app)
+        if let Some(tls) = &self.tls {
+            return tls::serve(self.listener, self.app, tls, shutdown).await;
+        }
+        // The peer address feeds the abuse limits (see `pages::ClientIp`).
+        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use idp_core::keys::SigningAlgorithm;
 use idp_server::config::Config;
 use idp_server::state::AppState;
-use idp_server::{BoundServer, admin, demo, shutdown_signal, telemetry};
+use idp_server::{BoundServer, admin, demo, jobs, shutdown_signal, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -47,10 +47,30 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The audit log of security events, one a line, oldest first.
+    Audit(admin::audit::AuditArgs),
+    /// Accounts in the configured database.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
     /// The registered OAuth/OIDC clients in the configured database.
     Client {
         #[command(subcommand)]
         command: admin::clients::ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Load existing `nome_cognome` and `ministry` accounts from a CSV file, keeping
+    /// their usernames and institutional emails, with no password.
+    Import {
+        /// CSV with header: username,kind,given_name,family_name,fiscal_code,
+        /// institutional_email,personal_email
+        file: PathBuf,
+        #[arg(long, short, env = "IDP_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -84,11 +104,27 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Serves until Ctrl-C or SIGTERM with the background jobs running; on shutdown the
+/// server finishes its in-flight requests, then the jobs stop between runs.
+async fn serve_with_jobs(state: &AppState, server: BoundServer) -> anyhow::Result<()> {
+    let jobs = jobs::spawn(state);
+    let served = server.run(shutdown_signal()).await;
+    jobs.stop().await;
+    served
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo { port, data_dir } => {
-            let config = Config::demo(&data_dir, port)?;
+            let mut config = Config::demo(&data_dir, port)?;
             telemetry::init(&config.log);
+            let services = demo::services(port);
+            let rp_binary = demo::rp_binary();
+            if rp_binary.is_some() {
+                for service in &services {
+                    config.clients.push(service.client_seed()?);
+                }
+            }
             let state = AppState::build(config).await?;
             demo::seed_account(&state).await?;
             let server = BoundServer::bind(state.clone()).await?;
@@ -98,6 +134,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "  Identity provider     {base}  (listening on {})",
                 server.local_addr
             );
+            // Children stop with the demo (kill_on_drop).
+            let mut _children = Vec::new();
+            match &rp_binary {
+                Some(rp) => {
+                    for service in &services {
+                        _children.push(service.spawn(rp, base)?);
+                        println!("  {:<21} {}", service.name, service.base_url());
+                    }
+                }
+                None => println!(
+                    "  Services              not started: build them with \
+                     `cargo build -p relying-parties`"
+                ),
+            }
             println!("  Mail outbox           {base}/dev/outbox");
             println!("  Database              {}", state.config.database.url);
             println!(
@@ -106,7 +156,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 demo::DEMO_PASSWORD
             );
             println!("Press Ctrl-C to stop.");
-            server.run(shutdown_signal()).await
+            serve_with_jobs(&state, server).await
         }
         Command::Serve { config } => {
             let config = Config::load(&config)?;
@@ -114,7 +164,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let state = AppState::build(config).await?;
             let server = BoundServer::bind(state.clone()).await?;
             tracing::info!(addr = %server.local_addr, issuer = %state.config.server.public_url, "serving");
-            server.run(shutdown_signal()).await
+            serve_with_jobs(&state, server).await
         }
         Command::Migrate { config } => {
             let config = Config::load(&config)?;
@@ -135,6 +185,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Accounts {
+            command: AccountsCommand::Import { file, config },
+        } => {
+            let config = Config::load(&config)?;
+            let report = admin::accounts::import_file(&config, &file).await?;
+            println!(
+                "accounts imported: {} created, {} already present, {} refused",
+                report.created,
+                report.skipped,
+                report.errors.len()
+            );
+            for e in &report.errors {
+                println!("  {e}");
+            }
+            if report.errors.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} rows refused", report.errors.len())
+            }
+        }
         Command::Client { command } => admin::clients::run(command).await,
+        Command::Audit(args) => admin::audit::run(args).await,
     }
 }

@@ -21,6 +21,7 @@ use idp_core::store::sql::SqlStore;
 use crate::admin::clients::seed_clients;
 use crate::config::{CacheKind, Config, MailKind};
 use crate::mail::SmtpMailer;
+use crate::metrics::{CountingMailer, Metrics};
 
 /// How often each instance re-reads the signing keys, so that a rotation done on
 /// another instance or with `idp-server keys rotate` reaches every instance.
@@ -36,7 +37,9 @@ pub struct Inner {
     pub sql: SqlStore,
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn Cache>,
+    /// Counts what it sends into `metrics`.
     pub mailer: Arc<dyn Mailer>,
+    pub metrics: Metrics,
     pub directory: Directory,
     /// The OIDC signing keys: sign and verify tokens, serve `jwks_json()` at /jwks.
     pub keys: KeyRing,
@@ -80,6 +83,8 @@ impl AppState {
             (MailKind::Smtp, Some(smtp)) => Arc::new(SmtpMailer::new(smtp, &config.mail.from)?),
             _ => Arc::new(OutboxMailer::new(store.clone())),
         };
+        let metrics = Metrics::new();
+        let mailer: Arc<dyn Mailer> = Arc::new(CountingMailer::new(mailer, metrics.clone()));
         let hasher = Arc::new(PasswordHasher::new(config.passwords.hash)?);
         let directory = Directory::new(store.clone(), hasher, config.passwords.policy.clone());
         let key_store: Arc<dyn KeyStore> = Arc::new(sql.clone());
@@ -114,6 +119,7 @@ impl AppState {
                 store,
                 cache,
                 mailer,
+                metrics,
                 directory,
                 keys,
                 clients,
@@ -124,6 +130,11 @@ impl AppState {
                 redis,
             }),
         })
+    }
+
+    /// Records a security event; never fails (see `idp_core::audit::record`).
+    pub async fn audit(&self, event: idp_core::audit::AuditEvent) {
+        idp_core::audit::record(&*self.store, event).await;
     }
 
     /// The Redis cache when configured (tests clear their namespace with it).

@@ -95,11 +95,19 @@ oauth_errors!(
     login_required,
     interaction_required,
     server_error,
+    temporarily_unavailable,
     invalid_token,
 );
 
 impl From<crate::CoreError> for OAuthError {
     fn from(e: crate::CoreError) -> Self {
+        if e.is_unavailable() {
+            // The database or the cache is down: a retry later may succeed (503).
+            tracing::error!(error = %e, "backing service unavailable during an OAuth request");
+            return OAuthError::temporarily_unavailable(
+                "the service is temporarily unavailable; retry later",
+            );
+        }
         tracing::error!(error = %e, "internal error during an OAuth request");
         OAuthError::server_error("internal error")
     }

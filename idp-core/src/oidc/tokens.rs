@@ -61,9 +61,6 @@ pub struct CodeRecord {
     /// The grant the exchange creates; known in advance so that a replayed code can
     /// revoke what the first exchange issued.
     pub grant_id: String,
-    /// Extra claims for this client (the enablement state of its service).
-    #[serde(default)]
-    pub extra_claims: serde_json::Map<String, Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -235,13 +232,8 @@ impl TokenService {
             revoked_at: None,
         };
         self.store.insert_grant(&grant).await?;
-        self.tokens_for_grant(
-            client,
-            &grant,
-            record.nonce.as_deref(),
-            &record.extra_claims,
-        )
-        .await
+        self.tokens_for_grant(client, &grant, record.nonce.as_deref())
+            .await
     }
 
     async fn replayed_or_unknown_code(&self, code: &str) -> Result<OAuthError> {
@@ -249,6 +241,8 @@ impl TokenService {
             let gid = String::from_utf8_lossy(&gid).to_string();
             self.revoke_grant(&gid).await?;
             tracing::warn!(grant = %gid, "authorization code replayed: grant revoked");
+            crate::audit::record_for_grant(&*self.store, crate::audit::AuditKind::CodeReuse, &gid)
+                .await;
             return Ok(OAuthError::invalid_grant(
                 "the code was already used; the tokens issued with it are revoked",
             ));
@@ -279,6 +273,12 @@ impl TokenService {
                 {
                     self.revoke_grant(&grant_id).await?;
                     tracing::warn!(grant = %grant_id, "refresh token reused: family revoked");
+                    crate::audit::record_for_grant(
+                        &*self.store,
+                        crate::audit::AuditKind::RefreshTokenReuse,
+                        &grant_id,
+                    )
+                    .await;
                 }
                 return Err(OAuthError::invalid_grant(
                     "the refresh token was already used; its family is revoked",
@@ -317,8 +317,7 @@ impl TokenService {
             }
             grant.scope = narrowed;
         }
-        self.tokens_for_grant(client, &grant, None, &serde_json::Map::new())
-            .await
+        self.tokens_for_grant(client, &grant, None).await
     }
 
     async fn tokens_for_grant(
@@ -326,7 +325,6 @@ impl TokenService {
         client: &Client,
         grant: &Grant,
         nonce: Option<&str>,
-        extra_claims: &serde_json::Map<String, Value>,
     ) -> Result<TokenResponse, OAuthError> {
         let at = now();
         let access_token =
@@ -338,7 +336,6 @@ impl TokenService {
                 .await?
                 .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
             let mut claims = account_claims(&account, &grant.scope);
-            claims.extend(extra_claims.clone());
             if let Some(service) = client.service.as_deref() {
                 claims.insert(
                     "enablement".into(),

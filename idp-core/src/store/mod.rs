@@ -88,7 +88,17 @@ pub trait ClientStore: Send + Sync {
 /// Everything the server needs from storage.
 #[async_trait]
 pub trait Store:
-    AccountStore + OutboxStore + ClientStore + crate::enablement::EnablementStore + KeyStore + crate::grant::GrantStore + Send + Sync
+    AccountStore
+    + OutboxStore
+    + crate::audit::AuditStore
+    + crate::enablement::EnablementStore
+    + ClientStore
+    + KeyStore
+    + crate::grant::GrantStore
+    + crate::link::LinkStore
+    + crate::registration::ConsentStore
+    + Send
+    + Sync
 {
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<()>;

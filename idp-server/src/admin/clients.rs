@@ -120,10 +120,31 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         .migrate()
         .await
         .context("database: migrations failed")?;
+    let event = audit_event(&command);
     let mut out = std::io::stdout().lock();
     let result = execute(&store, command, &mut out).await;
+    if result.is_ok()
+        && let Some(event) = event
+    {
+        idp_core::audit::record(&store, event).await;
+    }
     store.close().await;
     result
+}
+
+/// The audit record of a command that changes a client (recorded once it succeeded).
+fn audit_event(command: &ClientCommand) -> Option<idp_core::audit::AuditEvent> {
+    use idp_core::audit::{AuditEvent, AuditKind};
+    let (kind, id) = match command {
+        ClientCommand::Add { client, .. } => (AuditKind::ClientAdded, client.id.clone()),
+        ClientCommand::Remove { id, .. } => (AuditKind::ClientRemoved, id.clone()),
+        ClientCommand::List { .. } | ClientCommand::Show { .. } => return None,
+    };
+    Some(
+        AuditEvent::new(kind)
+            .client(id)
+            .detail(serde_json::json!({ "via": "cli" })),
+    )
 }
 
 /// The commands over any client store, writing to `out` (the tests read it).

@@ -17,6 +17,14 @@ pub async fn rotate(
 ) -> anyhow::Result<String> {
     let store = connect(config).await?;
     let text = rotate_in(&store, &config.keys.settings(), algorithm, now()).await;
+    if let Ok(done) = &text {
+        let event = idp_core::audit::AuditEvent::new(idp_core::audit::AuditKind::KeyRotated)
+            .detail(serde_json::json!({
+                "algorithm": algorithm.map(|a| a.to_string()).unwrap_or_else(|| "all".into()),
+                "result": done.lines().collect::<Vec<_>>(),
+            }));
+        idp_core::audit::record(&store, event).await;
+    }
     store.close().await;
     text
 }

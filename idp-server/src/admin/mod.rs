@@ -2,5 +2,7 @@
 //! `idp-server client …`): they connect
 //! to the configured database and exit, without starting the server.
 
+pub mod accounts;
+pub mod audit;
 pub mod clients;
 pub mod keys;

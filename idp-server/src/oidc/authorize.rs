@@ -427,7 +427,6 @@ async fn issue_code(
         acr: session.acr.clone(),
         amr: session.amr.clone(),
         grant_id: uuid::Uuid::new_v4().to_string(),
-        extra_claims: serde_json::Map::new(),
     };
     let code = state.tokens.issue_code(&record).await?;
     state

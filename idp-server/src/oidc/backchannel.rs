@@ -17,6 +17,13 @@ pub async fn end_session(state: &AppState, sid: &str) -> idp_core::Result<()> {
     };
     state.tokens.revoke_session_grants(sid).await?;
     tracing::info!(sid, account = %session.account_id, clients = clients.len(), "SSO session ended");
+    state
+        .audit(
+            idp_core::audit::AuditEvent::new(idp_core::audit::AuditKind::Logout)
+                .account(session.account_id.clone())
+                .detail(serde_json::json!({ "sid": sid, "clients": clients })),
+        )
+        .await;
     for client_id in clients {
         let Ok(id) = ClientId::parse(&client_id) else {
             continue;

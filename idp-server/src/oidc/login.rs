@@ -8,12 +8,11 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
+use idp_core::audit::{AuditEvent, AuditKind};
 use idp_core::directory::SignIn;
-use idp_core::oidc::ACR_PASSWORD;
 use idp_core::password::Password;
-use idp_core::secret::generate_token;
+use idp_core::rate_limit::{LOGIN_ACCOUNT, LOGIN_ADDRESS, wait_message_it};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::{authorize, session_cookie};
 use crate::error::AppError;
@@ -53,21 +52,6 @@ async fn client_name(state: &AppState, req: &str) -> Result<Option<String>, AppE
     Ok(state.clients.get(&id).await?.map(|c| c.name.clone()))
 }
 
-/// A fresh form token, set as a cookie and echoed in the form.
-fn form_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
-    if let Some(existing) = jar.get(session_cookie::login_name(state)) {
-        let value = existing.value().to_string();
-        return (jar, value);
-    }
-    let token = generate_token().expose().to_string();
-    let jar = jar.add(session_cookie::build(
-        state,
-        session_cookie::login_name(state),
-        token.clone(),
-    ));
-    (jar, token)
-}
-
 pub async fn page_handler(
     state: &AppState,
     jar: CookieJar,
@@ -76,7 +60,7 @@ pub async fn page_handler(
     error: Option<String>,
 ) -> Result<Response, AppError> {
     let client_name = client_name(state, &req).await?;
-    let (jar, csrf) = form_token(state, jar);
+    let (jar, csrf) = crate::pages::csrf::token(state, jar);
     let body = page(&LoginPage {
         req,
         csrf,
@@ -110,14 +94,10 @@ pub struct LoginForm {
 pub async fn submit(
     State(state): State<AppState>,
     jar: CookieJar,
+    crate::pages::ClientIp(ip): crate::pages::ClientIp,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
-    let cookie = jar
-        .get(session_cookie::login_name(&state))
-        .map(|c| c.value().to_string())
-        .unwrap_or_default();
-    let csrf_ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes()));
-    if !csrf_ok {
+    if !crate::pages::csrf::verify(&state, &jar, &form.csrf) {
         return page_handler(
             &state,
             jar,
@@ -138,31 +118,44 @@ pub async fn submit(
         )
         .await;
     }
+    // Lockout: too many wrong passwords for this username or from this address.
+    let limiter = crate::pages::limiter(&state);
+    let account_key = username.to_lowercase();
+    for (limit, subject) in [
+        (&LOGIN_ACCOUNT, account_key.as_str()),
+        (&LOGIN_ADDRESS, ip.as_str()),
+    ] {
+        if let Some(wait) = limiter.locked(limit, subject).await? {
+            tracing::info!(limit = limit.name, "sign-in refused: locked");
+            state.metrics.login("password", "locked");
+            state
+                .audit(
+                    AuditEvent::new(AuditKind::Lockout)
+                        .ip(ip.as_str())
+                        .detail(serde_json::json!({ "username": username, "limit": limit.name })),
+                )
+                .await;
+            return page_handler(&state, jar, form.req, username, Some(wait_message_it(wait)))
+                .await;
+        }
+    }
     let outcome = state
         .directory
         .sign_in(&username, Password::new(form.password))
         .await?;
+    state.metrics.login("password", outcome_label(&outcome));
+    state.audit(sign_in_event(&outcome, &username, &ip)).await;
     let refusal = match outcome {
         SignIn::Authenticated(account) => {
-            let (token, session) = state
-                .sessions
-                .start(account.id.as_str(), ACR_PASSWORD, vec!["pwd".into()])
-                .await?;
-            tracing::info!(account = %account.id, sid = %session.sid, "password sign-in");
-            let jar = jar.add(session_cookie::build(
-                &state,
-                session_cookie::session_name(&state),
-                token.expose().to_string(),
-            ));
-            let next = if form.req.is_empty() {
-                "/".to_string()
-            } else {
-                format!("/authorize/resume?req={}", form.req)
-            };
+            limiter.reset(&LOGIN_ACCOUNT, &account_key).await?;
+            let jar = crate::pages::start_session(&state, jar, &account).await?;
+            let next = crate::pages::after_sign_in(&form.req);
             return Ok((jar, Redirect::to(&next)).into_response());
         }
-        SignIn::MustChangePassword(_) => {
-            "La password è provvisoria: è necessario modificarla prima di accedere ai servizi."
+        SignIn::MustChangePassword(account) => {
+            limiter.reset(&LOGIN_ACCOUNT, &account_key).await?;
+            return crate::pages::password_change::begin_forced(&state, jar, &account, &form.req)
+                .await;
         }
         SignIn::TemporaryPasswordExpired => {
             "La password provvisoria è scaduta. Usa «Password dimenticata?» per riceverne una nuova."
@@ -171,20 +164,44 @@ pub async fn submit(
         SignIn::InvalidCredentials | SignIn::NoPassword => "Username o password non corretti.",
     };
     tracing::info!(username = %username, "password sign-in refused");
+    limiter.record(&LOGIN_ACCOUNT, &account_key).await?;
+    limiter.record(&LOGIN_ADDRESS, &ip).await?;
     page_handler(&state, jar, form.req, username, Some(refusal.into())).await
 }
 
-/// The home page: who is signed in, and a way out.
+/// The home page: the Area riservata when signed in, else the way in.
 pub async fn home(State(state): State<AppState>, jar: CookieJar) -> Result<Response, AppError> {
-    let session = session_cookie::current(&state, &jar).await?;
-    let name = match session {
-        Some((_, s)) => state
-            .store
-            .account_by_id(&idp_core::account::AccountId::from_string(s.account_id))
-            .await?
-            .map(|a| a.full_name()),
-        None => None,
+    if session_cookie::current(&state, &jar).await?.is_some() {
+        return Ok(Redirect::to("/area-riservata").into_response());
+    }
+    let (jar, csrf) = crate::pages::csrf::token(&state, jar);
+    Ok((jar, page(&HomePage { name: None, csrf })).into_response())
+}
+
+/// The audit record of a password sign-in: success (for a temporary password too: the
+/// password was right) or failure, with the username as typed.
+fn sign_in_event(outcome: &SignIn, username: &str, ip: &str) -> AuditEvent {
+    let event = match outcome {
+        SignIn::Authenticated(a) | SignIn::MustChangePassword(a) => {
+            AuditEvent::new(AuditKind::LoginSuccess).account(a.id.as_str())
+        }
+        _ => AuditEvent::new(AuditKind::LoginFailure),
     };
-    let (jar, csrf) = form_token(&state, jar);
-    Ok((jar, page(&HomePage { name, csrf })).into_response())
+    event.ip(ip).detail(serde_json::json!({
+        "method": "password",
+        "outcome": outcome_label(outcome),
+        "username": username,
+    }))
+}
+
+/// The `outcome` label of the sign-in metric (and of the audit record).
+fn outcome_label(outcome: &SignIn) -> &'static str {
+    match outcome {
+        SignIn::Authenticated(_) => "success",
+        SignIn::MustChangePassword(_) => "must_change_password",
+        SignIn::TemporaryPasswordExpired => "temporary_password_expired",
+        SignIn::Disabled => "disabled",
+        SignIn::InvalidCredentials => "invalid_credentials",
+        SignIn::NoPassword => "no_password",
+    }
 }

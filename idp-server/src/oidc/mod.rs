@@ -47,9 +47,10 @@ pub fn json_error(e: &OAuthError) -> Response {
         "invalid_client" => StatusCode::UNAUTHORIZED,
         "invalid_token" => StatusCode::UNAUTHORIZED,
         "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
-    if e.code != "server_error" {
+    if !matches!(e.code, "server_error" | "temporarily_unavailable") {
         tracing::info!(error = e.code, description = %e.description, "oauth request refused");
     }
     no_store(

@@ -137,6 +137,9 @@ pub async fn token(
     };
     match result {
         Ok(tokens) => {
+            state
+                .metrics
+                .token_issued(form.grant_type.as_deref().unwrap_or_default());
             tracing::info!(client = %client.id, grant = form.grant_type.as_deref().unwrap_or(""), "tokens issued");
             no_store(Json(tokens).into_response())
         }

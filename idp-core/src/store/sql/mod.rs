@@ -2,10 +2,12 @@
 //! It goes through sqlx's `Any` driver with `$n` placeholders (both databases accept
 //! them) and portable types only: TEXT, BIGINT/INTEGER (Unix seconds, 0/1 flags), BLOB.
 
+mod audit;
 mod clients;
 mod enablements;
 mod grants;
 mod keys;
+mod links;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,111 @@
+//! The email links and consents tables.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::SqlStore;
+use crate::Result;
+use crate::link::{EmailLink, LinkPurpose, LinkStore};
+use crate::registration::{Consent, ConsentStore};
+use crate::secret::TokenHash;
+
+#[async_trait]
+impl LinkStore for SqlStore {
+    async fn insert_link(&self, l: &EmailLink) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO email_links (token_hash, purpose, account_id, payload, created_at, \
+             expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(l.token_hash.as_str())
+        .bind(l.purpose.as_str())
+        .bind(l.account_id.clone())
+        .bind(&l.payload)
+        .bind(l.created_at)
+        .bind(l.expires_at)
+        .bind(l.used_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn find_link(&self, hash: &TokenHash, purpose: LinkPurpose) -> Result<Option<EmailLink>> {
+        let row = sqlx::query(
+            "SELECT token_hash, account_id, payload, created_at, expires_at, used_at \
+             FROM email_links WHERE token_hash = $1 AND purpose = $2",
+        )
+        .bind(hash.as_str())
+        .bind(purpose.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(EmailLink {
+            token_hash: TokenHash::from_hex(row.try_get("token_hash")?),
+            purpose,
+            account_id: row.try_get("account_id")?,
+            payload: row.try_get("payload")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            used_at: row.try_get("used_at")?,
+        }))
+    }
+
+    async fn consume_link(&self, hash: &TokenHash, purpose: LinkPurpose, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE email_links SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 \
+             AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(hash.as_str())
+        .bind(purpose.as_str())
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn void_links(&self, account_id: &str, purpose: LinkPurpose, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE email_links SET used_at = $3 WHERE account_id = $1 AND purpose = $2 \
+             AND used_at IS NULL",
+        )
+        .bind(account_id)
+        .bind(purpose.as_str())
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConsentStore for SqlStore {
+    async fn record_consent(&self, account_id: &str, consent: &Consent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO consents (account_id, kind, version, accepted_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(account_id)
+        .bind(&consent.kind)
+        .bind(&consent.version)
+        .bind(consent.accepted_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn consents(&self, account_id: &str) -> Result<Vec<Consent>> {
+        let rows = sqlx::query(
+            "SELECT kind, version, accepted_at FROM consents WHERE account_id = $1 ORDER BY kind",
+        )
+        .bind(account_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Consent {
+                    kind: r.try_get("kind")?,
+                    version: r.try_get("version")?,
+                    accepted_at: r.try_get("accepted_at")?,
+                })
+            })
+            .collect()
+    }
+}

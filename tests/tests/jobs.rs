@@ -1,0 +1,102 @@
+//! The background jobs on both backends: each deletes only what is due, a second run in
+//! the same period (from this or another instance sharing the cache) is skipped, and
+//! the jobs stop when asked.
+
+use std::time::Duration;
+
+use idp_core::audit::{AuditEvent, AuditFilter, AuditKind};
+use idp_core::directory::now;
+use idp_core::grant::Grant;
+use idp_server::jobs::{self, audit_retention, grants};
+use idp_tests::harness::{Backend, TestIdp};
+
+fn grant(id: &str, account_id: &str, expires_at: i64, revoked_at: Option<i64>) -> Grant {
+    Grant {
+        id: id.into(),
+        account_id: account_id.into(),
+        client_id: "pago-in-rete".into(),
+        scope: "openid".into(),
+        sid: None,
+        auth_time: 0,
+        acr: idp_core::oidc::ACR_PASSWORD.into(),
+        amr: vec!["pwd".into()],
+        created_at: 0,
+        expires_at,
+        revoked_at,
+    }
+}
+
+async fn jobs_delete_what_is_due_once_per_period(backend: Backend) {
+    let idp = TestIdp::start_with(backend, vec![], |c| c.audit.retention_days = 30).await;
+    let account = idp.account("Anna", "Bianchi", "Scuola-2026!Test").await;
+    let store = &idp.state.store;
+    let t = now();
+    let old = t - grants::GRACE_SECS - 60;
+    for g in [
+        grant("expired-long-ago", account.id.as_str(), old, None),
+        grant("revoked-long-ago", account.id.as_str(), t + 3600, Some(old)),
+        grant("revoked-just-now", account.id.as_str(), t + 3600, Some(t)),
+        grant("active", account.id.as_str(), t + 3600, None),
+    ] {
+        store.insert_grant(&g).await.expect("grant");
+    }
+    for at in [t - 31 * 86_400, t - 29 * 86_400] {
+        store
+            .insert_audit(&AuditEvent {
+                at,
+                ..AuditEvent::new(AuditKind::LoginSuccess)
+            })
+            .await
+            .expect("audit");
+    }
+
+    assert_eq!(jobs::run_once(&idp.state, &grants::JOB).await, Some(2));
+    for (id, kept) in [
+        ("expired-long-ago", false),
+        ("revoked-long-ago", false),
+        ("revoked-just-now", true),
+        ("active", true),
+    ] {
+        assert_eq!(
+            store.grant_by_id(id).await.expect("read").is_some(),
+            kept,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        jobs::run_once(&idp.state, &audit_retention::JOB).await,
+        Some(1)
+    );
+    let left = store
+        .audit_events(&AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("read");
+    assert_eq!(left.len(), 1, "the 29-day-old event stays: {left:?}");
+    assert_eq!(left[0].at, t - 29 * 86_400);
+
+    // The lease: within the period, nobody runs the job again.
+    assert_eq!(jobs::run_once(&idp.state, &grants::JOB).await, None);
+    assert_eq!(
+        jobs::run_once(&idp.state, &audit_retention::JOB).await,
+        None
+    );
+
+    let running = jobs::spawn(&idp.state);
+    tokio::time::timeout(Duration::from_secs(5), running.stop())
+        .await
+        .expect("the jobs stop when asked");
+    idp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_on_the_embedded_default() {
+    jobs_delete_what_is_due_once_per_period(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_on_postgres_and_redis() {
+    jobs_delete_what_is_due_once_per_period(Backend::Production).await;
+}
