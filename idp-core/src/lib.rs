@@ -21,6 +21,7 @@ pub mod password_change;
 pub mod password_reset;
 pub mod rate_limit;
 pub mod registration;
+pub mod role;
 pub mod secret;
 pub mod security_check;
 pub mod sso;

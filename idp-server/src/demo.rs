@@ -100,7 +100,7 @@ impl DemoService {
             jwks: None,
             jwks_file: None,
             service: (self.id == "istanze-online").then(|| self.id.to_string()),
-            enablement_uri: None,
+            enablement_uri: (self.id == "istanze-online").then(|| format!("{base}/abilitazione")),
         })
     }
 
@@ -110,6 +110,7 @@ impl DemoService {
             .args(["--service", self.id, "--issuer", issuer, "--port"])
             .arg(self.port.to_string())
             .env("RP_CLIENT_SECRET", DEMO_RP_SECRET)
+            .env("RP_DEV_OUTBOX", "true")
             .kill_on_drop(true)
             .spawn()
     }

@@ -72,6 +72,20 @@ enum AccountsCommand {
         #[arg(long, short, env = "IDP_CONFIG")]
         config: PathBuf,
     },
+    /// Grant a role (`school_operator`) to an account.
+    GrantRole {
+        username: String,
+        role: String,
+        #[arg(long, short, env = "IDP_CONFIG")]
+        config: PathBuf,
+    },
+    /// Revoke a role from an account.
+    RevokeRole {
+        username: String,
+        role: String,
+        #[arg(long, short, env = "IDP_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +199,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Accounts {
+            command:
+                AccountsCommand::GrantRole {
+                    username,
+                    role,
+                    config,
+                },
+        } => {
+            let config = Config::load(&config)?;
+            admin::accounts::set_role(&config, &username, &role, true).await?;
+            println!("role {role} granted to {username}");
+            Ok(())
+        }
+        Command::Accounts {
+            command:
+                AccountsCommand::RevokeRole {
+                    username,
+                    role,
+                    config,
+                },
+        } => {
+            let config = Config::load(&config)?;
+            if admin::accounts::set_role(&config, &username, &role, false).await? {
+                println!("role {role} revoked from {username}");
+            } else {
+                println!("{username} did not have role {role}");
+            }
+            Ok(())
+        }
         Command::Accounts {
             command: AccountsCommand::Import { file, config },
         } => {

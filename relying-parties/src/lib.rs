@@ -63,6 +63,7 @@ impl Service {
             client_secret: client_secret.into(),
             base_url: base_url.trim_end_matches('/').into(),
             port,
+            istanze: istanze::Settings::default(),
         }
     }
 }
@@ -72,6 +73,8 @@ pub struct BoundRp {
     pub local_addr: SocketAddr,
     pub base_url: String,
     pub rp: Rp,
+    /// Istanze OnLine's own part, for that service only.
+    pub istanze: Option<istanze::Istanze>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -122,8 +125,14 @@ pub async fn serve(config: RpConfig) -> anyhow::Result<BoundRp> {
 pub async fn serve_on(config: RpConfig, listener: TcpListener) -> anyhow::Result<BoundRp> {
     let local_addr = listener.local_addr()?;
     let base_url = config.base_url.clone();
+    let istanze_settings = config.istanze.clone();
     let rp = Rp::discover(config).await?;
-    let app = router(rp.clone());
+    let (app, istanze) = if rp.config().service == Service::IstanzeOnline.id() {
+        let istanze = istanze::Istanze::open(rp.clone(), &istanze_settings).await?;
+        (istanze::router(istanze.clone()), Some(istanze))
+    } else {
+        (router(rp.clone()), None)
+    };
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -139,6 +148,7 @@ pub async fn serve_on(config: RpConfig, listener: TcpListener) -> anyhow::Result
         local_addr,
         base_url,
         rp,
+        istanze,
         shutdown: Some(tx),
         task: Some(task),
     })

@@ -152,6 +152,16 @@ impl TestIdp {
         account
     }
 
+    /// Grants a role (e.g. `school_operator`) to an account.
+    pub async fn grant_role(&self, account: &Account, role: &str) {
+        idp_core::role::check_role(role).expect("known role");
+        self.state
+            .store
+            .grant_role(account.id.as_str(), role)
+            .await
+            .expect("grant role");
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -325,6 +325,51 @@ async fn other_services_see_no_enablement_step(backend: Backend) {
     idp.stop().await;
 }
 
+async fn granted_roles_reach_the_services(backend: Backend) {
+    let idp = TestIdp::start(backend, vec![client("pago-in-rete", None)]).await;
+    let account = idp.account("Anna", "Bianchi", PASSWORD).await;
+    idp.grant_role(&account, "school_operator").await;
+    let browser = Browser::new();
+    let first = browser
+        .follow(&authorize_url(&idp, "pago-in-rete"), &idp.base)
+        .await;
+    let back = browser
+        .sign_in(&idp, &first, "anna.bianchi", PASSWORD)
+        .await;
+    let code = query_param(&back.url, "code").expect("code");
+    let tokens: Value = http()
+        .post(idp.url("/token"))
+        .basic_auth("pago-in-rete", Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let claims = payload(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(claims["roles"], json!(["school_operator"]));
+    let info: Value = http()
+        .get(idp.url("/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["roles"], json!(["school_operator"]));
+    assert!(
+        idp_core::role::check_role("superuser").is_err(),
+        "unknown roles are refused"
+    );
+    idp.stop().await;
+}
+
 macro_rules! on_both_backends {
     ($($body:ident),* $(,)?) => {
         mod embedded {
@@ -343,4 +388,5 @@ on_both_backends!(
     a_pending_enablement_ends_in_an_error_the_service_can_show,
     a_client_writes_only_its_own_service,
     other_services_see_no_enablement_step,
+    granted_roles_reach_the_services,
 );

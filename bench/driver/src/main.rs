@@ -110,6 +110,10 @@ struct Load {
     warmup: f64,
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// The server's pid: its peak RSS is reset after the setup, and its CPU share and
+    /// peak RSS over the measured window are reported.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -151,12 +155,19 @@ async fn main() -> Result<()> {
         Command::Refresh { flow, load } => {
             let driver = Arc::new(Driver::new(flow).await?);
             let count = driver.flow.accounts.count;
+            let gate = Arc::new(tokio::sync::Semaphore::new(2));
             let report = run_load(&load, |task| {
                 let driver = driver.clone();
+                let setup_gate = gate.clone();
                 async move {
                     // Each task signs in once (untimed) and then follows its own chain.
                     let account = count - 1 - (task % count);
-                    let first = driver.login(account).await?;
+                    // Two setup logins at a time, so that the argon2 memory of 64 parallel
+                    // logins does not weigh on the server's RSS during the measurement.
+                    let first = {
+                        let _permit = setup_gate.acquire().await?;
+                        driver.login(account).await?
+                    };
                     let chain = Arc::new(tokio::sync::Mutex::new(refresh_token_of(&first)?));
                     anyhow::Ok(move || {
                         let driver = driver.clone();
@@ -200,8 +211,14 @@ async fn seed(database_url: &str, accounts: &Accounts) -> Result<()> {
     let directory = Directory::new(store_dyn.clone(), hasher.clone(), policy);
     let hash = hasher.hash(&Password::new(accounts.password.clone()))?;
     let next = Arc::new(AtomicUsize::new(0));
+    // SQLite takes one writer at a time (a second one gets "database is locked").
+    let writers = if database_url.starts_with("sqlite:") {
+        1
+    } else {
+        8
+    };
     let mut workers = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..writers {
         let directory = directory.clone();
         let store = store_dyn.clone();
         let hash = hash.clone();
@@ -296,6 +313,9 @@ where
             for s in setups {
                 ops.push(s.await?.context("setup")?);
             }
+            if let Some(pid) = load.server_pid {
+                let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+            }
             let start = Instant::now();
             let measure_from = start + Duration::from_secs_f64(load.warmup);
             let end = measure_from + Duration::from_secs_f64(load.seconds);
@@ -326,6 +346,17 @@ where
                     (latencies, errors, first_error)
                 }));
             }
+            let window_cpu = load.server_pid.map(|pid| {
+                let pid_ticks = move || cpu_ticks(pid);
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep_until(measure_from.into()).await;
+                    let (c0, t0) = (pid_ticks(), Instant::now());
+                    tokio::time::sleep_until(end.into()).await;
+                    let (c1, t1) = (pid_ticks(), Instant::now());
+                    // Ticks are 1/100 s (CLK_TCK on Linux).
+                    (c1.saturating_sub(c0)) as f64 / 100.0 / (t1 - t0).as_secs_f64() * 100.0
+                })
+            });
             let mut all = Vec::new();
             let mut errors = 0;
             let mut first_error = None;
@@ -337,10 +368,15 @@ where
                     first_error = f;
                 }
             }
-            anyhow::Ok((all, errors, first_error))
+            let cpu = match window_cpu {
+                Some(h) => Some(h.await?),
+                None => None,
+            };
+            anyhow::Ok((all, errors, first_error, cpu))
         })
         .await?;
-    let (mut all, errors, first_error) = result;
+    let (mut all, errors, first_error, cpu) = result;
+    let peak_kb = load.server_pid.and_then(|pid| status_kb(pid, "VmHWM:"));
     all.sort_unstable();
     let pct = |p: f64| -> f64 {
         if all.is_empty() {
@@ -358,7 +394,36 @@ where
         "p50_ms": pct(50.0),
         "p99_ms": pct(99.0),
         "concurrency": load.concurrency,
+        "server_cpu_pct": cpu,
+        "server_peak_rss_kb": peak_kb,
     }))
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+fn status_kb(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn refresh_token_of(tokens: &Value) -> Result<String> {

@@ -43,7 +43,7 @@ pub fn acr_satisfies(session_acr: &str, requested: &[String]) -> bool {
 
 pub const SCOPES_SUPPORTED: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
-pub const CLAIMS_SUPPORTED: [&str; 17] = [
+pub const CLAIMS_SUPPORTED: [&str; 19] = [
     "sub",
     "iss",
     "aud",
@@ -61,6 +61,8 @@ pub const CLAIMS_SUPPORTED: [&str; 17] = [
     "gender",
     "fiscal_code",
     "email",
+    "roles",
+    "enablement",
 ];
 
 /// An OAuth 2.0 / OIDC protocol error with its registered code.

@@ -336,6 +336,8 @@ impl TokenService {
                 .await?
                 .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
             let mut claims = account_claims(&account, &grant.scope);
+            self.add_roles(&mut claims, &grant.account_id, &grant.scope)
+                .await?;
             if let Some(service) = client.service.as_deref() {
                 claims.insert(
                     "enablement".into(),
@@ -470,6 +472,22 @@ impl TokenService {
     }
 
     /// The userinfo document for a verified access token.
+    /// The `roles` claim, with the `profile` scope, when the account has any.
+    async fn add_roles(
+        &self,
+        claims: &mut serde_json::Map<String, Value>,
+        account_id: &str,
+        scope: &str,
+    ) -> Result<()> {
+        if has_scope(scope, "profile") {
+            let roles = self.store.roles_of(account_id).await?;
+            if !roles.is_empty() {
+                claims.insert("roles".into(), json!(roles));
+            }
+        }
+        Ok(())
+    }
+
     /// The `enablement` claim of an account for a service.
     pub async fn enablement_claim(&self, account_id: &str, service: &str) -> Result<Value> {
         let found = self.store.enablement(account_id, service).await?;
@@ -493,6 +511,7 @@ impl TokenService {
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the account no longer exists"))?;
         let mut out = account_claims(&account, &claims.scope);
+        self.add_roles(&mut out, &claims.sub, &claims.scope).await?;
         if let Some(service) = service {
             out.insert(
                 "enablement".into(),

@@ -92,6 +92,7 @@ pub trait Store:
     + OutboxStore
     + crate::audit::AuditStore
     + crate::enablement::EnablementStore
+    + crate::role::RoleStore
     + ClientStore
     + KeyStore
     + crate::grant::GrantStore

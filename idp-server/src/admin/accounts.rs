@@ -146,6 +146,39 @@ fn split_csv(line: &str) -> Vec<String> {
     fields
 }
 
+/// Grants (or revokes) a role to the account with this username; prints nothing, the
+/// caller reports. Unknown roles are refused (see `idp_core::role::KNOWN_ROLES`).
+pub async fn set_role(
+    config: &Config,
+    username: &str,
+    role: &str,
+    grant: bool,
+) -> anyhow::Result<bool> {
+    idp_core::role::check_role(role)?;
+    let username = idp_core::account::Username::parse(username)?;
+    let store = SqlStore::connect(&config.database.url, 1)
+        .await
+        .context("database: cannot connect")?;
+    store
+        .migrate()
+        .await
+        .context("database: migrations failed")?;
+    use idp_core::role::RoleStore;
+    use idp_core::store::AccountStore;
+    let account = store
+        .account_by_username(&username)
+        .await?
+        .with_context(|| format!("no account with username {username}"))?;
+    let changed = if grant {
+        store.grant_role(account.id.as_str(), role).await?;
+        true
+    } else {
+        store.revoke_role(account.id.as_str(), role).await?
+    };
+    store.close().await;
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

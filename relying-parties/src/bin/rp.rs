@@ -25,6 +25,23 @@ struct Args {
     /// Where people reach this service [default: http://localhost:PORT].
     #[arg(long)]
     base_url: Option<String>,
+    /// Istanze OnLine's database [default: in memory, lost at exit].
+    #[arg(long, env = "RP_DATABASE_URL", default_value = "sqlite::memory:")]
+    database_url: String,
+    /// Istanze OnLine's SMTP server (lettre URL, e.g. smtps://user:pass@host); without
+    /// it the mails stay in the outbox table.
+    #[arg(long, env = "RP_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// Istanze OnLine's sender address.
+    #[arg(
+        long,
+        env = "RP_MAIL_FROM",
+        default_value = "Istanze OnLine <istanze-online@localhost>"
+    )]
+    mail_from: String,
+    /// Development only: list the mails sent at /dev/outbox.json (it shows the CPTs).
+    #[arg(long, env = "RP_DEV_OUTBOX")]
+    dev_outbox: bool,
 }
 
 #[tokio::main]
@@ -41,6 +58,12 @@ async fn main() -> anyhow::Result<()> {
     let mut config = args
         .service
         .config(&args.issuer, &args.client_secret, &base_url, args.port);
+    config.istanze = relying_parties::istanze::Settings {
+        database_url: args.database_url,
+        smtp_url: args.smtp_url,
+        mail_from: args.mail_from,
+        dev_outbox: args.dev_outbox,
+    };
     if let Some(id) = args.client_id {
         config.client_id = id;
     }

@@ -17,6 +17,9 @@ pub struct ServiceClaims {
     pub sid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enablement: Option<Value>,
+    /// The account's roles (`school_operator`), with the `profile` scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 impl AdditionalClaims for ServiceClaims {}
@@ -71,9 +74,14 @@ pub struct Person {
     pub email: Option<String>,
     pub birthdate: Option<String>,
     pub enablement: Option<Value>,
+    pub roles: Vec<String>,
 }
 
 impl Person {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
     /// "Nome Cognome", for the user menu.
     pub fn display_name(&self) -> String {
         match (&self.given_name, &self.family_name) {
@@ -106,6 +114,9 @@ impl Person {
         take(&mut self.birthdate, newer.birthdate);
         if newer.enablement.is_some() {
             self.enablement = newer.enablement;
+        }
+        if !newer.roles.is_empty() {
+            self.roles = newer.roles;
         }
     }
 }

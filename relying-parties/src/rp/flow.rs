@@ -205,6 +205,7 @@ impl Rp {
             email: claims.email().map(|e| e.to_string()),
             birthdate: claims.birthdate().map(|b| b.to_string()),
             enablement: extra.enablement.clone(),
+            roles: extra.roles.clone().unwrap_or_default(),
         };
         Ok((person, extra.sid.clone()))
     }
@@ -263,6 +264,7 @@ impl Rp {
             email: claims.email().map(|e| e.to_string()),
             birthdate: claims.birthdate().map(|b| b.to_string()),
             enablement: extra.enablement.clone(),
+            roles: extra.roles.clone().unwrap_or_default(),
         })
     }
 

@@ -6,8 +6,8 @@ mod claims;
 mod flow;
 mod logout;
 pub mod logout_token;
-mod pages;
-mod session;
+pub mod pages;
+pub mod session;
 
 use std::sync::{Arc, RwLock};
 
@@ -23,7 +23,7 @@ use openidconnect::{
 
 pub use claims::{Enablement, Person, ServiceClaims};
 pub use pages::router;
-pub use session::SessionStore;
+pub use session::{EnrolmentVisit, Session, SessionStore, SignedIn};
 
 use logout_token::{JtiCache, Keys};
 
@@ -41,6 +41,8 @@ pub struct RpConfig {
     /// Where people reach this RP, without a trailing slash (`http://127.0.0.1:8081`).
     pub base_url: String,
     pub port: u16,
+    /// Istanze OnLine's own storage and mail (unused by the other services).
+    pub istanze: crate::istanze::Settings,
 }
 
 impl RpConfig {
@@ -189,7 +191,21 @@ impl Rp {
         &self.inner.sessions
     }
 
-    fn http(&self) -> &reqwest::Client {
+    pub(crate) fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The IdP's keys as last read.
+    pub(crate) fn idp_keys(&self) -> Keys {
+        self.provider().keys
+    }
+
+    /// Re-reads the IdP's JWKS (a request names a key not seen yet).
+    pub(crate) async fn reload_keys(&self) {
+        let jwks_uri = self.provider().jwks_uri;
+        match Keys::fetch(self.http(), &jwks_uri).await {
+            Ok(keys) => self.inner.provider.write().expect("provider lock").keys = keys,
+            Err(e) => tracing::warn!(error = %e, "cannot re-read the IdP's JWKS"),
+        }
     }
 }

@@ -19,8 +19,12 @@ use super::session::{Session, now};
 
 /// `/`, `/accedi`, `/callback`, `/esci`, `/backchannel-logout`.
 pub fn router(rp: Rp) -> Router {
+    router_without_home(rp.clone()).merge(Router::new().route("/", get(home)).with_state(rp))
+}
+
+/// Everything but `/` (Istanze OnLine serves its own `/`, which calls `home`).
+pub fn router_without_home(rp: Rp) -> Router {
     Router::new()
-        .route("/", get(home))
         .route("/accedi", get(sign_in))
         .route("/callback", get(callback))
         .route("/esci", get(confirm_sign_out).post(sign_out))
@@ -68,6 +72,7 @@ struct HomePage {
     enabled: bool,
     enablement_pending: bool,
     enablement_label: &'static str,
+    operator: bool,
 }
 
 #[derive(Template)]
@@ -103,7 +108,7 @@ pub fn current_session(rp: &Rp, jar: &CookieJar) -> Option<(String, Session)> {
     Some((id, session))
 }
 
-fn session_cookie(rp: &Rp, value: String) -> Cookie<'static> {
+pub fn session_cookie(rp: &Rp, value: String) -> Cookie<'static> {
     let mut cookie = Cookie::new(rp.config().cookie_name(), value);
     cookie.set_path("/");
     cookie.set_http_only(true);
@@ -112,7 +117,8 @@ fn session_cookie(rp: &Rp, value: String) -> Cookie<'static> {
     cookie
 }
 
-async fn home(State(rp): State<Rp>, jar: CookieJar) -> Response {
+/// The home page: the person's data from the claims, or "Accedi".
+pub async fn home(State(rp): State<Rp>, jar: CookieJar) -> Response {
     let mut session = current_session(&rp, &jar);
     if let Some((id, s)) = &mut session
         && let Some(signed) = &s.signed_in
@@ -138,6 +144,9 @@ async fn home(State(rp): State<Rp>, jar: CookieJar) -> Response {
         .as_ref()
         .and_then(|s| s.signed_in.as_ref())
         .map(|signed| signed.person.clone());
+    let person_is_operator = person
+        .as_ref()
+        .is_some_and(|p| p.has_role("school_operator"));
     let enablement = Enablement::from_claim(
         person.as_ref().and_then(|p| p.enablement.as_ref()),
         &rp.config().service,
@@ -149,6 +158,7 @@ async fn home(State(rp): State<Rp>, jar: CookieJar) -> Response {
         enabled: enablement == Enablement::Active,
         enablement_pending: enablement == Enablement::Pending,
         enablement_label: enablement.label(),
+        operator: person_is_operator,
     })
 }
 

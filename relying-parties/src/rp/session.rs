@@ -22,7 +22,18 @@ pub struct Session {
     pub csrf: String,
     pub pending: Option<PendingLogin>,
     pub signed_in: Option<SignedIn>,
+    /// Istanze OnLine: the verified enablement request this browser is answering.
+    pub enrolment: Option<EnrolmentVisit>,
     last_seen: i64,
+}
+
+/// What the abilitazione pages keep of the IdP's enablement request.
+#[derive(Clone, Debug)]
+pub struct EnrolmentVisit {
+    pub sub: String,
+    pub assurance: String,
+    pub resume: String,
+    pub spid: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +63,7 @@ impl Session {
             csrf: random_token(),
             pending: None,
             signed_in: None,
+            enrolment: None,
             last_seen: at,
         }
     }

@@ -8,6 +8,7 @@ mod enablements;
 mod grants;
 mod keys;
 mod links;
+mod roles;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,618 @@
+//! Istanze OnLine's abilitazione end to end, with the three services in-process as real
+//! OIDC clients of a real IdP: a password user fills the form, accepts, reads the CPT
+//! from the service's outbox, checks it, waits for the school operator's recognition,
+//! changes the CPT, reaches the Istanze OnLine home, then Pago in rete and the
+//! governance portal without a new login; one logout ends all three. Plus the refusals.
+//! On both backends.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
+use idp_server::admin::clients::ClientSeed;
+use idp_tests::harness::{Backend, Browser, Page, TestIdp, hidden};
+use relying_parties::{BoundRp, Service};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+const SECRET: &str = "relying-party-secret-for-the-abilitazione-0";
+const PASSWORD: &str = "Scuola-2026!Test";
+const FISCAL_CODE: &str = "RSSMRA85T10A562S";
+const EMAIL: &str = "mario.rossi@example.org";
+
+struct Federation {
+    idp: TestIdp,
+    rps: Vec<BoundRp>,
+}
+
+impl Federation {
+    async fn start(backend: Backend) -> Federation {
+        let mut bound = Vec::new();
+        for service in Service::ALL {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let base = format!(
+                "http://127.0.0.1:{}",
+                listener.local_addr().expect("addr").port()
+            );
+            bound.push((service, listener, base));
+        }
+        let seeds = bound.iter().map(|(s, _, base)| seed(*s, base)).collect();
+        let idp = TestIdp::start(backend, seeds).await;
+        let mut rps = Vec::new();
+        for (service, listener, base) in bound {
+            let config = service.config(&idp.base, SECRET, &base, 0);
+            rps.push(
+                relying_parties::serve_on(config, listener)
+                    .await
+                    .expect("rp starts"),
+            );
+        }
+        Federation { idp, rps }
+    }
+
+    fn istanze(&self) -> &BoundRp {
+        &self.rps[0]
+    }
+
+    async fn stop(self) {
+        for rp in self.rps {
+            rp.stop().await;
+        }
+        self.idp.stop().await;
+    }
+}
+
+fn seed(service: Service, base: &str) -> ClientSeed {
+    ClientSeed {
+        id: ClientId::parse(service.id()).expect("client id"),
+        name: service.display_name().into(),
+        secret: Some(SECRET.into()),
+        auth_method: ClientAuthMethod::ClientSecretBasic,
+        redirect_uris: vec![format!("{base}/callback")],
+        post_logout_redirect_uris: vec![format!("{base}/")],
+        backchannel_logout_uri: Some(format!("{base}/backchannel-logout")),
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        jwks: None,
+        jwks_file: None,
+        service: service.needs_enablement().then(|| service.id().to_string()),
+        enablement_uri: service
+            .needs_enablement()
+            .then(|| format!("{base}/abilitazione")),
+    }
+}
+
+async fn visit(browser: &Browser, url: &str) -> Page {
+    let mut url = url::Url::parse(url).expect("url");
+    for _ in 0..15 {
+        let r = browser.http.get(url.clone()).send().await.expect("GET");
+        let status = r.status().as_u16();
+        if let Some(loc) = r.headers().get("location") {
+            url = url.join(loc.to_str().expect("location")).expect("redirect");
+            continue;
+        }
+        let body = r.text().await.expect("body");
+        return Page {
+            url: url.to_string(),
+            status,
+            body,
+        };
+    }
+    panic!("too many redirects, last at {url}");
+}
+
+async fn post(browser: &Browser, url: &str, fields: &[(&str, &str)]) -> Page {
+    let r = browser
+        .http
+        .post(url)
+        .form(fields)
+        .send()
+        .await
+        .expect("POST");
+    match r.headers().get("location") {
+        Some(loc) => {
+            let next = url::Url::parse(url)
+                .expect("url")
+                .join(loc.to_str().expect("location"))
+                .expect("redirect");
+            visit(browser, next.as_str()).await
+        }
+        None => {
+            let status = r.status().as_u16();
+            Page {
+                url: url.into(),
+                status,
+                body: r.text().await.expect("body"),
+            }
+        }
+    }
+}
+
+/// GETs without following redirects; returns the Location.
+async fn location(browser: &Browser, url: &str) -> String {
+    let r = browser.http.get(url).send().await.expect("GET");
+    r.headers()
+        .get("location")
+        .map(|l| l.to_str().expect("location").to_string())
+        .unwrap_or_default()
+}
+
+fn signed_in(page: &Page) -> bool {
+    page.status == 200 && page.body.contains("id=\"dati-personali\"")
+}
+
+fn signed_out(page: &Page) -> bool {
+    page.status == 200
+        && page.body.contains("id=\"accedi\"")
+        && !page.body.contains("id=\"user-menu\"")
+}
+
+fn pdf_text(bytes: &[u8]) -> String {
+    let dir = std::env::temp_dir().join(format!("abilitazione-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("modulo.pdf");
+    std::fs::write(&file, bytes).expect("write");
+    let out = std::process::Command::new("pdftotext")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) is installed");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+async fn outbox(rp: &BoundRp) -> Vec<Value> {
+    reqwest::get(rp.url("/dev/outbox.json"))
+        .await
+        .expect("outbox")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn cpt_of(mail: &Value) -> String {
+    let body = mail["body"].as_str().expect("body");
+    let at = body.find("Codice Personale Temporaneo: ").expect("a CPT") + 29;
+    body[at..]
+        .split_whitespace()
+        .next()
+        .expect("cpt")
+        .to_string()
+}
+
+fn form() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("given_name", "Mario"),
+        ("family_name", "Rossi"),
+        ("fiscal_code", FISCAL_CODE),
+        ("email", EMAIL),
+        ("address", "Via Roma 1"),
+        ("country", "Italia"),
+        ("province", "PI"),
+        ("municipality", "San Giuliano Terme"),
+        ("mobile_phone", "3331234567"),
+        ("home_phone", "050123456"),
+        ("document_type", "Carta d'identità"),
+        ("document_number", "CA12345AB"),
+        ("document_issuer", "Comune di Pisa"),
+        ("document_date", "2020-05-04"),
+        ("recovery_question", "Cognome da nubile della madre"),
+        ("recovery_answer", "Niccolò"),
+    ]
+}
+
+/// The person signs in at Istanze OnLine and lands on the abilitazione; returns the
+/// enablement URL the IdP sent the browser to.
+async fn first_login(f: &Federation, browser: &Browser) -> String {
+    let login = visit(browser, &f.istanze().url("/accedi")).await;
+    let back = browser
+        .sign_in(&f.idp, &login, "mario.rossi", PASSWORD)
+        .await;
+    assert!(
+        back.url
+            .starts_with(&f.istanze().url("/abilitazione?request=")),
+        "{}",
+        back.url
+    );
+    back.url
+}
+
+async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(backend: Backend) {
+    let f = Federation::start(backend).await;
+    let idp = &f.idp;
+    idp.account_with_fiscal_code(FISCAL_CODE, PASSWORD).await;
+    let operator = idp.account("Olga", "Operatrice", PASSWORD).await;
+    idp.grant_role(&operator, "school_operator").await;
+    let put = reqwest::Client::new()
+        .put(idp.url(&format!(
+            "/enablements/istanze-online/{}",
+            operator.id.as_str()
+        )))
+        .basic_auth("istanze-online", Some(SECRET))
+        .json(&json!({"status": "active"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(
+        put.status().as_u16(),
+        200,
+        "the operator is an enabled user"
+    );
+    let [istanze, pago, governance] = [&f.rps[0], &f.rps[1], &f.rps[2]];
+    let browser = Browser::new();
+
+    // 1. the form, with the proposed recovery question and the step indicator
+    let enablement = first_login(&f, &browser).await;
+    let form_page = visit(&browser, &enablement).await;
+    assert_eq!(form_page.status, 200, "{}", form_page.body);
+    assert!(form_page.body.contains("id=\"passi\""));
+    assert!(form_page.body.contains("Cognome da nubile della madre"));
+    let csrf = hidden(&form_page.body, "csrf").expect("csrf");
+    let mut fields = form();
+    fields.retain(|(k, _)| *k != "document_number");
+    fields.push(("document_number", "12"));
+    fields.push(("csrf", csrf.as_str()));
+    let refused = post(&browser, &istanze.url("/abilitazione/modulo"), &fields).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("document_number-errore"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("value=\"Via Roma 1\""), "values kept");
+    let mut fields = form();
+    fields.push(("csrf", csrf.as_str()));
+    let summary = post(&browser, &istanze.url("/abilitazione/modulo"), &fields).await;
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    assert!(
+        summary.body.contains("id=\"avvertenze\""),
+        "{}",
+        summary.body
+    );
+    let pdf = browser
+        .http
+        .get(istanze.url("/abilitazione/modulo-adesione.pdf"))
+        .send()
+        .await
+        .expect("pdf")
+        .bytes()
+        .await
+        .expect("bytes");
+    let text = pdf_text(&pdf);
+    for expected in [
+        FISCAL_CODE,
+        "Mario",
+        "Rossi",
+        "CA12345AB",
+        "Via Roma 1",
+        "San Giuliano Terme",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected} in the modulo di adesione: {text}"
+        );
+    }
+
+    // 2. Accetto: the CPT and the two forms by mail
+    let sent = post(
+        &browser,
+        &istanze.url("/abilitazione/accetto"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert!(sent.body.contains("Ti abbiamo inviato"), "{}", sent.body);
+    let mails = outbox(istanze).await;
+    let mail = mails.last().expect("a mail");
+    assert_eq!(mail["to"], EMAIL);
+    let attachments = mail["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 2);
+    let delega = base64::engine::general_purpose::STANDARD
+        .decode(attachments[1]["base64"].as_str().expect("b64"))
+        .expect("base64");
+    assert!(pdf_text(&delega).contains(FISCAL_CODE));
+    let cpt = cpt_of(mail);
+    post(
+        &browser,
+        &istanze.url("/abilitazione/esci"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+
+    // 3. "Accedi" again: fiscal code + CPT; a wrong CPT is refused
+    let check = visit(&browser, &istanze.url("/accedi")).await;
+    assert!(check.body.contains("name=\"cpt\""), "{}", check.body);
+    let wrong = post(
+        &browser,
+        &istanze.url("/abilitazione/cpt"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("fiscal_code", FISCAL_CODE),
+            ("cpt", "sbagliato1"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.body.contains("non sono corretti"), "{}", wrong.body);
+    let pending = post(
+        &browser,
+        &istanze.url("/abilitazione/cpt"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("fiscal_code", FISCAL_CODE),
+            ("cpt", cpt.as_str()),
+        ],
+    )
+    .await;
+    assert!(
+        pending.body.contains("id=\"in-attesa\""),
+        "{}",
+        pending.body
+    );
+    post(
+        &browser,
+        &istanze.url("/abilitazione/esci"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+
+    // 4. the operator's recognition: a document that does not match is refused
+    let op = Browser::new();
+    let login = visit(&op, &istanze.url("/accedi")).await;
+    let back = op.sign_in(idp, &login, "olga.operatrice", PASSWORD).await;
+    visit(&op, &back.url).await;
+    let search = visit(
+        &op,
+        &istanze.url(&format!("/operatore?codice_fiscale={FISCAL_CODE}")),
+    )
+    .await;
+    assert_eq!(search.status, 200, "{}", search.body);
+    assert!(
+        search.body.contains("CA12345AB"),
+        "the declared document: {}",
+        search.body
+    );
+    let op_csrf = hidden(&search.body, "csrf").expect("csrf");
+    let mismatch = post(
+        &op,
+        &istanze.url("/operatore/riconoscimento"),
+        &[
+            ("csrf", op_csrf.as_str()),
+            ("fiscal_code", FISCAL_CODE),
+            ("document_type", "Carta d'identità"),
+            ("document_number", "XX99999"),
+            ("method", "in_person"),
+        ],
+    )
+    .await;
+    assert_eq!(mismatch.status, 400);
+    assert!(
+        mismatch.body.contains("non corrisponde"),
+        "{}",
+        mismatch.body
+    );
+    let recognised = post(
+        &op,
+        &istanze.url("/operatore/riconoscimento"),
+        &[
+            ("csrf", op_csrf.as_str()),
+            ("fiscal_code", FISCAL_CODE),
+            ("document_type", "Carta d'identità"),
+            ("document_number", "ca12345ab"),
+            ("method", "in_person"),
+        ],
+    )
+    .await;
+    assert_eq!(recognised.status, 200, "{}", recognised.body);
+    assert!(recognised.body.contains("Riconoscimento registrato"));
+    let mails = outbox(istanze).await;
+    assert!(
+        mails.last().expect("mail")["subject"]
+            .as_str()
+            .expect("s")
+            .contains("attivazione dell'utenza")
+    );
+    // A person who is not an operator is refused.
+    let not_op = visit(&browser, &istanze.url("/operatore")).await;
+    assert!(not_op.status == 401 || not_op.status == 403);
+
+    // 5. next access: the mandatory CPT change, then the home page
+    let change = visit(&browser, &istanze.url("/accedi")).await;
+    assert!(change.url.ends_with("/codice-personale"), "{}", change.url);
+    let csrf = hidden(&change.body, "csrf").expect("csrf");
+    let weak = post(
+        &browser,
+        &istanze.url("/codice-personale"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("current", cpt.as_str()),
+            ("new_code", "corto"),
+            ("repeat", "corto"),
+        ],
+    )
+    .await;
+    assert_eq!(weak.status, 400);
+    let done = post(
+        &browser,
+        &istanze.url("/codice-personale"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("current", cpt.as_str()),
+            ("new_code", "Scuola2026x"),
+            ("repeat", "Scuola2026x"),
+        ],
+    )
+    .await;
+    assert!(
+        done.body.contains("Codice personale modificato"),
+        "{}",
+        done.body
+    );
+    let home = visit(&browser, &istanze.url("/")).await;
+    assert!(signed_in(&home), "{}", home.body);
+    assert!(
+        home.body
+            .contains("la tua home page personale di Istanze OnLine"),
+        "{}",
+        home.body
+    );
+
+    // a sample application with the personal code
+    let sent = post(
+        &browser,
+        &istanze.url("/istanze/nuova"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("subject", "Domanda di mobilità"),
+            ("code", "Scuola2026x"),
+        ],
+    )
+    .await;
+    assert!(sent.body.contains("IOL-"), "{}", sent.body);
+
+    // 6. Pago in rete and the governance portal: no new login
+    for rp in [pago, governance] {
+        let page = visit(&browser, &rp.url("/accedi")).await;
+        assert!(page.url.starts_with(&rp.base_url), "{}", page.url);
+        assert!(signed_in(&page), "{}", page.body);
+        assert!(page.body.contains(FISCAL_CODE));
+    }
+
+    // 7. the recovery question: case and accents do not matter; wrong answers lock it
+    let right = post(
+        &browser,
+        &istanze.url("/codice-personale/recupero"),
+        &[("csrf", csrf.as_str()), ("answer", "  NICCOLO ")],
+    )
+    .await;
+    assert!(
+        right.body.contains("Codice personale recuperato"),
+        "{}",
+        right.body
+    );
+    for attempt in 1..=3 {
+        let wrong = post(
+            &browser,
+            &istanze.url("/codice-personale/recupero"),
+            &[("csrf", csrf.as_str()), ("answer", "Bianchi")],
+        )
+        .await;
+        if attempt < 3 {
+            assert_eq!(wrong.status, 400);
+            assert!(wrong.body.contains("non è corretta"), "{}", wrong.body);
+        } else {
+            assert_eq!(wrong.status, 403);
+            assert!(wrong.body.contains("Recupero bloccato"), "{}", wrong.body);
+        }
+    }
+
+    // 8. sign out from the governance portal: all three are signed out
+    let gov_home = visit(&browser, &governance.url("/")).await;
+    let gov_csrf = hidden(&gov_home.body, "csrf").expect("sign-out form");
+    let after = post(
+        &browser,
+        &governance.url("/esci"),
+        &[("csrf", gov_csrf.as_str())],
+    )
+    .await;
+    assert!(signed_out(&after), "{}", after.body);
+    for rp in [pago, istanze] {
+        let mut page = visit(&browser, &rp.url("/")).await;
+        for _ in 0..50 {
+            if signed_out(&page) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            page = visit(&browser, &rp.url("/")).await;
+        }
+        assert!(
+            signed_out(&page),
+            "{} still signed in: {}",
+            rp.base_url,
+            page.body
+        );
+    }
+    f.stop().await;
+}
+
+async fn expired_tampered_and_replayed_requests_are_refused(backend: Backend) {
+    let f = Federation::start(backend).await;
+    let account = f.idp.account_with_fiscal_code(FISCAL_CODE, PASSWORD).await;
+    let browser = Browser::new();
+    let enablement = first_login(&f, &browser).await;
+
+    // tampered: another sub in the payload, same signature
+    let token = enablement
+        .split("request=")
+        .nth(1)
+        .expect("request")
+        .to_string();
+    let parts: Vec<&str> = token.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value =
+        serde_json::from_slice(&b64.decode(parts[1]).expect("b64")).expect("json");
+    claims["sub"] = json!("someone-else");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
+    let page = visit(
+        &browser,
+        &f.istanze().url(&format!("/abilitazione?request={forged}")),
+    )
+    .await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("non è valida"), "{}", page.body);
+
+    // expired: signed by the IdP, but past its exp
+    let mut old = claims.clone();
+    old["sub"] = json!(account.id.as_str());
+    old["jti"] = json!(uuid::Uuid::new_v4().to_string());
+    old["iat"] = json!(chrono::Utc::now().timestamp() - 1000);
+    old["exp"] = json!(chrono::Utc::now().timestamp() - 600);
+    let expired = f
+        .idp
+        .state
+        .keys
+        .sign(&old, Some("enablement+jwt"), None)
+        .expect("sign");
+    let page = visit(
+        &browser,
+        &f.istanze().url(&format!("/abilitazione?request={expired}")),
+    )
+    .await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("è scaduta"), "{}", page.body);
+
+    // replayed: the genuine request works once
+    let first = visit(&browser, &enablement).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(location(&browser, &enablement).await.is_empty());
+    let again = visit(&browser, &enablement).await;
+    assert_eq!(again.status, 400);
+    assert!(again.body.contains("già stata usata"), "{}", again.body);
+    f.stop().await;
+}
+
+macro_rules! on_both_backends {
+    ($($body:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
+        }
+        mod production {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $body() { super::$body(super::Backend::Production).await; } )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_password_user_is_enabled_after_the_recognition_and_uses_all_three,
+    expired_tampered_and_replayed_requests_are_refused,
+);
