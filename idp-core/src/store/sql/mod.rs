@@ -209,9 +209,46 @@ fn account_from_row(row: &AnyRow) -> Result<Account> {
     })
 }
 
-const ACCOUNT_COLUMNS: &str = "id, username, kind, status, fiscal_code, given_name, family_name, \
-     birth_date, birth_place, sex, personal_email, institutional_email, password_hash, \
-     password_must_change, password_expires_at, created_at, updated_at";
+/// The unique columns an account is looked up by; each has its query as a constant,
+/// so the hot lookups (userinfo reads the account every time) build no SQL string.
+#[derive(Clone, Copy)]
+enum AccountKey {
+    Id,
+    Username,
+    FiscalCode,
+}
+
+impl AccountKey {
+    fn query(self) -> &'static str {
+        macro_rules! by {
+            ($column:literal) => {
+                concat!(
+                    "SELECT id, username, kind, status, fiscal_code, given_name, family_name, \
+                     birth_date, birth_place, sex, personal_email, institutional_email, \
+                     password_hash, password_must_change, password_expires_at, created_at, \
+                     updated_at FROM accounts WHERE ",
+                    $column,
+                    " = $1"
+                )
+            };
+        }
+        match self {
+            AccountKey::Id => by!("id"),
+            AccountKey::Username => by!("username"),
+            AccountKey::FiscalCode => by!("fiscal_code"),
+        }
+    }
+}
+
+impl SqlStore {
+    async fn account_where(&self, key: AccountKey, value: &str) -> Result<Option<Account>> {
+        let row = sqlx::query(key.query())
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+}
 
 #[async_trait]
 impl AccountStore for SqlStore {
@@ -250,30 +287,17 @@ impl AccountStore for SqlStore {
     }
 
     async fn account_by_id(&self, id: &AccountId) -> Result<Option<Account>> {
-        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(account_from_row).transpose()
+        self.account_where(AccountKey::Id, id.as_str()).await
     }
 
     async fn account_by_username(&self, username: &Username) -> Result<Option<Account>> {
-        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1");
-        let row = sqlx::query(&sql)
-            .bind(username.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(account_from_row).transpose()
+        self.account_where(AccountKey::Username, username.as_str())
+            .await
     }
 
     async fn account_by_fiscal_code(&self, fiscal_code: &FiscalCode) -> Result<Option<Account>> {
-        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE fiscal_code = $1");
-        let row = sqlx::query(&sql)
-            .bind(fiscal_code.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(account_from_row).transpose()
+        self.account_where(AccountKey::FiscalCode, fiscal_code.as_str())
+            .await
     }
 
     async fn usernames_like(&self, base: &str) -> Result<Vec<String>> {
