@@ -47,18 +47,27 @@ impl CoreError {
     /// server can answer 503 instead of 500.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            CoreError::Storage(e) => matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            ),
+            CoreError::Storage(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| connection_lost(&c)))
+            }
             CoreError::Cache(_) => true,
             _ => false,
         }
     }
+}
+
+/// SQLSTATEs of a server that went away under a running statement: connection
+/// exceptions (class 08) and operator intervention (57P01 admin shutdown, 57P02 crash
+/// shutdown, 57P03 cannot connect now, i.e. still starting up).
+fn connection_lost(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03")
 }
 
 #[cfg(test)]
@@ -79,6 +88,13 @@ mod tests {
             assert!(e.is_unavailable(), "{e}");
             assert_eq!(OAuthError::from(e).code, "temporarily_unavailable");
         }
+        for state in ["08006", "57P01", "57P03"] {
+            assert!(super::connection_lost(state), "{state}");
+        }
+        assert!(
+            !super::connection_lost("23505"),
+            "a unique violation is a bug or a conflict"
+        );
         let bug = CoreError::Storage(sqlx::Error::RowNotFound);
         assert!(!bug.is_unavailable());
         assert_eq!(OAuthError::from(bug).code, "server_error");

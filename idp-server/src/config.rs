@@ -268,6 +268,11 @@ pub struct KeysConfig {
     pub rotation_delay_secs: i64,
     /// An old key stays published this long after it stops signing.
     pub max_token_lifetime_secs: i64,
+    /// How often each instance re-reads the keys from the database, so that a
+    /// rotation done on another instance or with `idp-server keys rotate` reaches it.
+    /// Keep it well below `rotation_delay_secs`: a new key must be in every instance's
+    /// JWKS before any instance signs with it.
+    pub reload_interval_secs: u64,
 }
 
 impl Default for KeysConfig {
@@ -279,6 +284,7 @@ impl Default for KeysConfig {
             default_algorithm: s.default_algorithm,
             rotation_delay_secs: s.rotation_delay_secs,
             max_token_lifetime_secs: s.max_token_lifetime_secs,
+            reload_interval_secs: 30,
         }
     }
 }
@@ -433,6 +439,20 @@ impl Config {
             .hash
             .validate()
             .map_err(|e| ConfigError(format!("passwords.hash: {e}")))?;
+        if self.keys.reload_interval_secs == 0 {
+            return Err(ConfigError(
+                "keys.reload_interval_secs: must be at least 1".into(),
+            ));
+        }
+        if self.keys.rotation_delay_secs > 0
+            && self.keys.reload_interval_secs >= self.keys.rotation_delay_secs.unsigned_abs()
+        {
+            return Err(ConfigError(
+                "keys.reload_interval_secs: must be shorter than keys.rotation_delay_secs, \
+                 so that every instance publishes a new key before any signs with it"
+                    .into(),
+            ));
+        }
         self.keys.settings().validate().map_err(|e| match e {
             idp_core::CoreError::Invalid(detail) => ConfigError(format!("keys.{detail}")),
             other => ConfigError(format!("keys: {other}")),
@@ -530,6 +550,17 @@ mod tests {
         .expect("narrowed");
         assert_eq!(c.keys.settings().algorithms, [SigningAlgorithm::Es256]);
         assert_eq!(c.keys.rotation_delay_secs, 600);
+        assert_eq!(c.keys.reload_interval_secs, 30);
+        let e = load_str(&format!(
+            "{MINIMAL}\n[keys]\nrotation_delay_secs = 20\nreload_interval_secs = 20\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("keys.reload_interval_secs"), "{e}");
+        let c = load_str(&format!(
+            "{MINIMAL}\n[keys]\nrotation_delay_secs = 20\nreload_interval_secs = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(c.keys.reload_interval_secs, 2);
         let e = load_str(&format!("{MINIMAL}\n[keys]\nalgorithms = [\"RS256\"]\n"))
             .expect_err("the default ES256 is not kept");
         assert!(e.to_string().contains("keys.default_algorithm"), "{e}");

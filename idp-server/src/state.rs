@@ -23,10 +23,6 @@ use crate::config::{CacheKind, Config, MailKind};
 use crate::mail::SmtpMailer;
 use crate::metrics::{CountingMailer, Metrics};
 
-/// How often each instance re-reads the signing keys, so that a rotation done on
-/// another instance or with `idp-server keys rotate` reaches every instance.
-pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
-
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -91,7 +87,9 @@ impl AppState {
         let keys = KeyRing::load(key_store, config.keys.settings())
             .await
             .context("signing keys: cannot load")?;
-        keys.spawn_reloader(KEY_RELOAD_INTERVAL);
+        // A rotation done on another instance or with `idp-server keys rotate`
+        // reaches this one at its next reload (`[keys] reload_interval_secs`).
+        keys.spawn_reloader(Duration::from_secs(config.keys.reload_interval_secs));
         let clients = ClientRegistry::new(store.clone());
         seed_clients(&clients, &config.clients).await?;
         let issuer = config.server.public_url.clone();

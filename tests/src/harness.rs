@@ -24,6 +24,16 @@ pub enum Backend {
     Production,
 }
 
+/// The PostgreSQL database and Redis namespace an instance runs on, so that another
+/// instance can be started on the same ones (`TestIdp::start_sharing`) or an instance
+/// on private services (`TestIdp::start_on`).
+#[derive(Clone, Debug)]
+pub struct Stores {
+    pub database_url: String,
+    pub redis_url: String,
+    pub prefix: String,
+}
+
 pub struct TestIdp {
     pub base: String,
     pub addr: SocketAddr,
@@ -31,6 +41,8 @@ pub struct TestIdp {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     database: Option<TestDatabase>,
+    /// Whether `stop` clears the Redis namespace (the first of instances sharing it).
+    owns_namespace: bool,
 }
 
 impl TestIdp {
@@ -44,6 +56,58 @@ impl TestIdp {
         clients: Vec<ClientSeed>,
         configure: impl FnOnce(&mut Config),
     ) -> TestIdp {
+        let database = match backend {
+            Backend::Embedded => None,
+            Backend::Production => Some(TestDatabase::create().await),
+        };
+        let stores = database.as_ref().map(|db| Stores {
+            database_url: db.url.clone(),
+            redis_url: redis_url(),
+            prefix: format!("idp-test-{}:", unique_suffix()),
+        });
+        Self::launch(stores, database, true, clients, configure).await
+    }
+
+    /// An instance on given stores (private services of a failure test); its `stop`
+    /// clears the Redis namespace but drops no database.
+    pub async fn start_on(
+        stores: Stores,
+        clients: Vec<ClientSeed>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestIdp {
+        Self::launch(Some(stores), None, true, clients, configure).await
+    }
+
+    /// A second instance on a free port sharing `other`'s PostgreSQL database and
+    /// Redis namespace (a production instance). Stop it before `other`.
+    pub async fn start_sharing(
+        other: &TestIdp,
+        clients: Vec<ClientSeed>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestIdp {
+        let stores = other
+            .stores()
+            .expect("start_sharing needs an instance on PostgreSQL and Redis");
+        Self::launch(Some(stores), None, false, clients, configure).await
+    }
+
+    /// The stores of a production instance.
+    pub fn stores(&self) -> Option<Stores> {
+        let cache = &self.state.config.cache;
+        (cache.kind == CacheKind::Redis).then(|| Stores {
+            database_url: self.state.config.database.url.clone(),
+            redis_url: cache.redis_url.clone().unwrap_or_default(),
+            prefix: cache.prefix.clone(),
+        })
+    }
+
+    async fn launch(
+        stores: Option<Stores>,
+        database: Option<TestDatabase>,
+        owns_namespace: bool,
+        clients: Vec<ClientSeed>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestIdp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://127.0.0.1:{}", addr.port());
@@ -51,20 +115,15 @@ impl TestIdp {
             Config::demo(std::path::Path::new("unused"), addr.port()).expect("demo config");
         config.server.listen = addr;
         config.server.public_url = base.clone();
-        let database = match backend {
-            Backend::Embedded => {
-                config.database.url = "sqlite::memory:".into();
-                None
-            }
-            Backend::Production => {
-                let db = TestDatabase::create().await;
-                config.database.url = db.url.clone();
+        match stores {
+            None => config.database.url = "sqlite::memory:".into(),
+            Some(stores) => {
+                config.database.url = stores.database_url;
                 config.cache.kind = CacheKind::Redis;
-                config.cache.redis_url = Some(redis_url());
-                config.cache.prefix = format!("idp-test-{}:", unique_suffix());
-                Some(db)
+                config.cache.redis_url = Some(stores.redis_url);
+                config.cache.prefix = stores.prefix;
             }
-        };
+        }
         config.clients = clients;
         configure(&mut config);
         let state = AppState::build(config).await.expect("build the app state");
@@ -84,6 +143,7 @@ impl TestIdp {
             shutdown: Some(tx),
             task: Some(task),
             database,
+            owns_namespace,
         }
     }
 
@@ -169,7 +229,9 @@ impl TestIdp {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Some(cache) = self.state.redis_cache() {
+        if let Some(cache) = self.state.redis_cache()
+            && self.owns_namespace
+        {
             let _ = cache.clear_namespace().await;
         }
         self.state.sql.close().await;

@@ -63,4 +63,6 @@ impl TestDatabase {
     }
 }
 
+pub mod flows;
 pub mod harness;
+pub mod services;

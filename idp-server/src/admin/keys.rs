@@ -7,7 +7,6 @@ use idp_core::keys::{KeyRing, KeySettings, KeyStore, SigningAlgorithm, SigningKe
 use idp_core::store::sql::SqlStore;
 
 use crate::config::Config;
-use crate::state::KEY_RELOAD_INTERVAL;
 
 /// Rotates the key of `algorithm`, or of every configured algorithm when `None`, and
 /// says what happens next.
@@ -16,7 +15,14 @@ pub async fn rotate(
     algorithm: Option<SigningAlgorithm>,
 ) -> anyhow::Result<String> {
     let store = connect(config).await?;
-    let text = rotate_in(&store, &config.keys.settings(), algorithm, now()).await;
+    let text = rotate_in(
+        &store,
+        &config.keys.settings(),
+        algorithm,
+        now(),
+        config.keys.reload_interval_secs,
+    )
+    .await;
     if let Ok(done) = &text {
         let event = idp_core::audit::AuditEvent::new(idp_core::audit::AuditKind::KeyRotated)
             .detail(serde_json::json!({
@@ -55,6 +61,7 @@ async fn rotate_in(
     settings: &KeySettings,
     algorithm: Option<SigningAlgorithm>,
     at: i64,
+    reload_interval_secs: u64,
 ) -> anyhow::Result<String> {
     let algorithms = match algorithm {
         Some(a) => vec![a],
@@ -75,8 +82,8 @@ async fn rotate_in(
         ));
     }
     text.push_str(&format!(
-        "Running servers pick the new keys up within {} s.\n",
-        KEY_RELOAD_INTERVAL.as_secs()
+        "Running servers pick the new keys up within {reload_interval_secs} s \
+         (keys.reload_interval_secs).\n"
     ));
     Ok(text)
 }
@@ -156,7 +163,7 @@ mod tests {
             .await
             .unwrap();
         let before = store.list_keys().await.unwrap();
-        let text = rotate_in(store.as_ref(), &settings, None, now())
+        let text = rotate_in(store.as_ref(), &settings, None, now(), 30)
             .await
             .unwrap();
         assert!(
@@ -198,6 +205,7 @@ mod tests {
             &settings,
             Some(SigningAlgorithm::Rs256),
             now(),
+            30,
         )
         .await
         .unwrap();

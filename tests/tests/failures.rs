@@ -1,0 +1,251 @@
+//! Failure behaviour on PostgreSQL and Redis that the test itself starts and stops
+//! (private processes on free ports, see `idp_tests::services`): while one is down,
+//! /readyz answers 503, pages a 503 Italian page, APIs a 503 JSON error, quickly and
+//! without a panic; when it is back the same instance serves again by itself. A
+//! registration step that fails on the database leaves no account behind.
+
+use std::time::{Duration, Instant};
+
+use idp_tests::flows::{self, text};
+use idp_tests::harness::{Browser, Page, Stores, TestIdp, query_param};
+use idp_tests::services::{PrivatePostgres, PrivateRedis};
+use idp_tests::{TestDatabase, redis_url, unique_suffix};
+
+const PASSWORD: &str = "Lavagna-Nuova!2026";
+/// A request to an instance whose store is down must fail within this (the pool's
+/// acquire timeout and Redis's connection timeout are shorter).
+const FAIL_FAST: Duration = Duration::from_secs(8);
+
+fn assert_unavailable_page(page: &Page, what: &str) {
+    assert_eq!(page.status, 503, "{what}: {}", page.body);
+    let t = text(page);
+    assert!(
+        t.contains("Servizio momentaneamente non disponibile") && t.contains("Riprova"),
+        "{what}: {}",
+        page.body
+    );
+    assert!(t.contains("lang=\"it\""), "{what}: an Italian page");
+}
+
+async fn readyz(idp: &TestIdp) -> (u16, serde_json::Value) {
+    let r = reqwest::get(idp.url("/readyz")).await.expect("readyz");
+    (r.status().as_u16(), r.json().await.expect("readyz JSON"))
+}
+
+/// Waits until /readyz says 200 (the instance reconnected by itself).
+async fn wait_ready(idp: &TestIdp) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = readyz(idp).await;
+        if status == 200 {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not ready again: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// GET /userinfo with a bearer token: status and JSON body.
+async fn userinfo(idp: &TestIdp, access_token: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(idp.url("/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("userinfo");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("userinfo answers JSON"))
+}
+
+fn assert_unavailable_json(status: u16, body: &serde_json::Value, what: &str) {
+    assert_eq!(status, 503, "{what}: {body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{what}: {body}");
+    assert!(body["error_description"].is_string(), "{what}: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_gives_503_and_the_instance_recovers_when_it_returns() {
+    let mut redis = PrivateRedis::start();
+    let database = TestDatabase::create().await;
+    let stores = Stores {
+        database_url: database.url.clone(),
+        redis_url: redis.url(),
+        prefix: format!("idp-test-{}:", unique_suffix()),
+    };
+    let idp = TestIdp::start_on(stores, vec![flows::client()], |_| {}).await;
+    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let browser = Browser::new();
+    let (code, verifier) = flows::sign_in_for_code(&idp, &browser, "anna.bianchi", PASSWORD).await;
+    let tokens = flows::exchange(&idp, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().expect("access token");
+    // A code issued before the outage (from the session), exchanged during it.
+    let (back, verifier) = flows::authorize_in_session(&idp, &browser, "").await;
+    let code = query_param(&back.url, "code").expect("a code from the session");
+    let other = Browser::new();
+    let login_page = other.follow(&idp.url("/login"), &idp.base).await;
+
+    redis.stop();
+
+    let (status, body) = readyz(&idp).await;
+    assert_eq!(status, 503, "{body}");
+    assert_ne!(body["cache"], "ok", "{body}");
+    assert_eq!(body["database"], "ok", "{body}");
+
+    let started = Instant::now();
+    let page = Browser::new()
+        .follow(&idp.url("/registrati"), &idp.base)
+        .await;
+    assert_unavailable_page(&page, "GET /registrati");
+    let page = other
+        .sign_in(&idp, &login_page, "anna.bianchi", PASSWORD)
+        .await;
+    assert_unavailable_page(&page, "POST /login");
+    let (status, body) = flows::token_request(
+        &idp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", flows::REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_unavailable_json(status, &body, "POST /token");
+    assert!(
+        started.elapsed() < FAIL_FAST * 3,
+        "requests failed slowly: {:?}",
+        started.elapsed()
+    );
+    let (status, body) = userinfo(&idp, access).await;
+    assert_unavailable_json(status, &body, "GET /userinfo");
+
+    redis.resume();
+    wait_ready(&idp).await;
+    // Redis kept nothing on disk: sessions and codes are gone, a new sign-in works.
+    let browser = Browser::new();
+    let (code, verifier) = flows::sign_in_for_code(&idp, &browser, "anna.bianchi", PASSWORD).await;
+    let tokens = flows::exchange(&idp, &code, &verifier).await;
+    assert!(tokens["id_token"].is_string());
+
+    idp.stop().await;
+    database.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_gives_503_leaves_no_half_account_and_recovers() {
+    let mut postgres = PrivatePostgres::start();
+    let stores = Stores {
+        database_url: postgres.url(),
+        redis_url: redis_url(),
+        prefix: format!("idp-test-{}:", unique_suffix()),
+    };
+    let idp = TestIdp::start_on(stores, vec![flows::client()], |_| {}).await;
+    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let browser = Browser::new();
+    let (code, verifier) = flows::sign_in_for_code(&idp, &browser, "anna.bianchi", PASSWORD).await;
+    let tokens = flows::exchange(&idp, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().expect("access token");
+    let refresh = tokens["refresh_token"].as_str().expect("refresh token");
+    let login_page = browser.follow(&idp.url("/login"), &idp.base).await;
+
+    // Registrati up to the summary, then the database goes down.
+    let fiscal_code = flows::fiscal_code(1);
+    let email = "mario.rossi@example.org";
+    let registering = Browser::new();
+    let summary =
+        flows::registration_summary(&idp, &registering, &fiscal_code, "Mario", "Rossi", email)
+            .await;
+
+    postgres.stop();
+
+    let (status, body) = readyz(&idp).await;
+    assert_eq!(status, 503, "{body}");
+    assert_ne!(body["database"], "ok", "{body}");
+
+    let started = Instant::now();
+    let page = flows::confirm_summary(&idp, &registering, &summary).await;
+    assert_unavailable_page(&page, "Registrati, conferma");
+    assert!(started.elapsed() < FAIL_FAST, "{:?}", started.elapsed());
+    let page = browser
+        .sign_in(&idp, &login_page, "anna.bianchi", PASSWORD)
+        .await;
+    assert_unavailable_page(&page, "POST /login");
+    let (status, body) = flows::token_request(
+        &idp,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    )
+    .await;
+    assert_unavailable_json(status, &body, "POST /token (refresh)");
+    let (status, body) = userinfo(&idp, access).await;
+    assert_unavailable_json(status, &body, "GET /userinfo");
+    assert!(
+        started.elapsed() < FAIL_FAST * 4,
+        "requests failed slowly: {:?}",
+        started.elapsed()
+    );
+
+    postgres.resume();
+    wait_ready(&idp).await;
+    let fc = idp_core::fiscal_code::FiscalCode::parse(&fiscal_code).expect("fiscal code");
+    assert!(
+        idp.state
+            .store
+            .account_by_fiscal_code(&fc)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "no account from a failed step"
+    );
+    // The same summary can be confirmed now.
+    let four = flows::confirm_summary(&idp, &registering, &summary).await;
+    assert!(text(&four).contains("Passaggio 4 di 4"), "{}", four.body);
+    let link = flows::link_in(&flows::mail(&idp, email, "Conferma la registrazione").await);
+    let fields = flows::open_confirmation(&registering, &link, &idp.base).await;
+
+    // The confirmation fails while the database is down, and leaves nothing.
+    postgres.stop();
+    let page = flows::post_confirmation(&idp, &registering, &fields).await;
+    assert_unavailable_page(&page, "Registrati, link di conferma");
+    postgres.resume();
+    wait_ready(&idp).await;
+    assert!(
+        idp.state
+            .store
+            .account_by_fiscal_code(&fc)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "no account from a failed confirmation"
+    );
+    let done = flows::post_confirmation(&idp, &registering, &fields).await;
+    assert!(
+        text(&done).contains("Registrazione completata"),
+        "{}",
+        done.body
+    );
+    let account = idp
+        .state
+        .store
+        .account_by_fiscal_code(&fc)
+        .await
+        .expect("lookup")
+        .expect("the account exists once confirmed");
+    assert!(account.password.is_some(), "with its temporary password");
+
+    // The instance serves sign-ins and tokens again without a restart.
+    let (status, body) = flows::token_request(
+        &idp,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (code, verifier) =
+        flows::sign_in_for_code(&idp, &Browser::new(), "anna.bianchi", PASSWORD).await;
+    flows::exchange(&idp, &code, &verifier).await;
+
+    idp.stop().await;
+    drop(postgres);
+}
