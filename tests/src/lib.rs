@@ -65,4 +65,5 @@ impl TestDatabase {
 
 pub mod flows;
 pub mod harness;
+pub mod process;
 pub mod services;

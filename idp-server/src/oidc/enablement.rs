@@ -214,10 +214,32 @@ pub async fn put(
         updated_by: client.id.as_str().to_string(),
         updated_at: now(),
     };
+    // The previous status, for the audit log (a read failure fails the request: the
+    // database is the one the write needs too).
+    let previous = match state
+        .store
+        .enablement(&enablement.account_id, &enablement.service)
+        .await
+    {
+        Ok(found) => found.map(|e| e.status),
+        Err(e) => return super::json_error(&OAuthError::from(e)),
+    };
     if let Err(e) = state.store.put_enablement(&enablement).await {
-        return crate::error::AppError::from(e).into_response();
+        return super::json_error(&OAuthError::from(e));
     }
     tracing::info!(client = %client.id, service = %enablement.service, account = %enablement.account_id, status = status.as_str(), "enablement recorded");
+    state
+        .audit(
+            idp_core::audit::AuditEvent::new(idp_core::audit::AuditKind::EnablementChange)
+                .account(enablement.account_id.clone())
+                .client(client.id.as_str())
+                .detail(json!({
+                    "service": enablement.service,
+                    "status": status.as_str(),
+                    "previous": previous.map(EnablementStatus::as_str),
+                })),
+        )
+        .await;
     Json(enablement).into_response()
 }
 
@@ -231,6 +253,6 @@ pub async fn get(
     }
     match state.store.enablement(&sub, &service).await {
         Ok(found) => Json(idp_core::enablement::claim(&service, found.as_ref())).into_response(),
-        Err(e) => crate::error::AppError::from(e).into_response(),
+        Err(e) => super::json_error(&OAuthError::from(e)),
     }
 }
