@@ -8,7 +8,8 @@ use idp_core::audit::{AuditEvent, AuditFilter, AuditKind, AuditStore};
 use idp_core::store::sql::SqlStore;
 use idp_server::admin::audit::print;
 use idp_tests::TestDatabase;
-use idp_tests::harness::{Backend, Browser, TestIdp};
+use idp_tests::flows;
+use idp_tests::harness::{Backend, Browser, TestIdp, hidden};
 use serde_json::json;
 
 const PASSWORD: &str = "Scuola-2026!Test";
@@ -208,4 +209,160 @@ async fn sign_ins_are_audited_on_the_embedded_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_ins_are_audited_on_postgres_and_redis() {
     sign_ins_are_audited(Backend::Production).await;
+}
+
+/// The lines `idp-server audit --kind KIND` prints.
+async fn printed(idp: &TestIdp, kind: AuditKind) -> String {
+    let mut out = Vec::new();
+    print(
+        &*idp.state.store,
+        &AuditFilter {
+            kind: Some(kind),
+            ..all()
+        },
+        &mut out,
+    )
+    .await
+    .expect("print");
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// An email change leaves one event when requested and one when the link confirms it;
+/// `--kind email_change` finds both.
+async fn email_changes_are_audited(backend: Backend) {
+    let idp = TestIdp::start(backend, vec![]).await;
+    let account = idp.account("Anna", "Bianchi", PASSWORD).await;
+    let browser = Browser::new();
+    let login = browser.follow(&idp.url("/login"), &idp.base).await;
+    let home = browser
+        .sign_in(&idp, &login, "anna.bianchi", PASSWORD)
+        .await;
+    assert!(home.url.ends_with("/area-riservata"), "{}", home.url);
+    browser
+        .submit(
+            &idp.url("/area-riservata/email"),
+            &[
+                ("csrf", &hidden(&home.body, "csrf").expect("csrf")),
+                ("email", "anna.nuova@example.org"),
+            ],
+            &idp.base,
+        )
+        .await;
+    let text = printed(&idp, AuditKind::EmailChange).await;
+    assert_eq!(text.lines().count(), 1, "requested: {text}");
+    assert!(text.contains("requested"), "{text}");
+    let link = flows::link_in(
+        &flows::mail(
+            &idp,
+            "anna.nuova@example.org",
+            "Conferma il nuovo indirizzo email",
+        )
+        .await,
+    );
+    let page = browser.follow(&link, &idp.base).await;
+    browser
+        .submit(
+            &idp.url("/area-riservata/email/conferma"),
+            &[
+                ("csrf", &hidden(&page.body, "csrf").expect("csrf")),
+                ("token", &hidden(&page.body, "token").expect("token")),
+            ],
+            &idp.base,
+        )
+        .await;
+    let events = idp
+        .state
+        .store
+        .audit_events(&AuditFilter {
+            kind: Some(AuditKind::EmailChange),
+            ..all()
+        })
+        .await
+        .expect("query");
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1].detail["step"], "confirmed");
+    for e in &events {
+        assert_eq!(e.account_id.as_deref(), Some(account.id.as_str()));
+        assert_eq!(e.ip.as_deref(), Some("127.0.0.1"));
+    }
+    let text = printed(&idp, AuditKind::EmailChange).await;
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains(&format!("email_change account={}", account.id.as_str())),
+        "{text}"
+    );
+    idp.stop().await;
+}
+
+/// Each `PUT /enablements` that records a status leaves an event with the client, the
+/// account, the service and the previous status; a refused PUT leaves none.
+async fn enablement_changes_are_audited(backend: Backend) {
+    let mut client = flows::client();
+    client.service = Some("istanze-online".into());
+    client.enablement_uri = Some("http://127.0.0.1:9/abilitazione".into());
+    let idp = TestIdp::start(backend, vec![client]).await;
+    let account = idp.account("Anna", "Bianchi", PASSWORD).await;
+    let put = |status: &'static str| {
+        let url = idp.url(&format!(
+            "/enablements/istanze-online/{}",
+            account.id.as_str()
+        ));
+        async move {
+            reqwest::Client::new()
+                .put(url)
+                .basic_auth(flows::CLIENT_ID, Some(flows::SECRET))
+                .json(&json!({ "status": status }))
+                .send()
+                .await
+                .expect("put")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(put("pending").await, 200);
+    assert_eq!(put("active").await, 200);
+    assert_eq!(put("sospesa").await, 400);
+    let events = idp
+        .state
+        .store
+        .audit_events(&AuditFilter {
+            kind: Some(AuditKind::EnablementChange),
+            ..all()
+        })
+        .await
+        .expect("query");
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e.account_id.as_deref(), Some(account.id.as_str()));
+        assert_eq!(e.client_id.as_deref(), Some(flows::CLIENT_ID));
+        assert_eq!(e.detail["service"], "istanze-online");
+    }
+    assert_eq!(events[0].detail["status"], "pending");
+    assert_eq!(events[0].detail["previous"], serde_json::Value::Null);
+    assert_eq!(events[1].detail["status"], "active");
+    assert_eq!(events[1].detail["previous"], "pending");
+    let text = printed(&idp, AuditKind::EnablementChange).await;
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("enablement_change"), "{text}");
+    idp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_changes_are_audited_on_the_embedded_default() {
+    email_changes_are_audited(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_changes_are_audited_on_postgres_and_redis() {
+    email_changes_are_audited(Backend::Production).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enablement_changes_are_audited_on_the_embedded_default() {
+    enablement_changes_are_audited(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enablement_changes_are_audited_on_postgres_and_redis() {
+    enablement_changes_are_audited(Backend::Production).await;
 }

@@ -176,6 +176,14 @@ pub async fn email_post(
     )
     .await?;
     tracing::info!(account = %account.id, "email change requested");
+    state
+        .audit(
+            idp_core::audit::AuditEvent::new(idp_core::audit::AuditKind::EmailChange)
+                .account(account.id.as_str())
+                .ip(ip.as_str())
+                .detail(serde_json::json!({ "step": "requested" })),
+        )
+        .await;
     let mut p = area_page(account, csrf, "", None);
     p.notice = Some(format!(
         "Ti abbiamo inviato un link all'indirizzo {email}: l'email personale cambierà quando lo avrai aperto."
@@ -230,6 +238,7 @@ pub async fn email_confirm_get(
 pub async fn email_confirm_post(
     State(state): State<AppState>,
     jar: CookieJar,
+    ClientIp(ip): ClientIp,
     Form(f): Form<TokenForm>,
 ) -> Result<Response, AppError> {
     let mut msg = confirm_page();
@@ -240,6 +249,14 @@ pub async fn email_confirm_post(
     match email_change::confirm(&state.directory, &*state.store, &f.token).await? {
         Ok((account, email)) => {
             tracing::info!(account = %account.id, "personal email changed");
+            state
+                .audit(
+                    idp_core::audit::AuditEvent::new(idp_core::audit::AuditKind::EmailChange)
+                        .account(account.id.as_str())
+                        .ip(ip.as_str())
+                        .detail(serde_json::json!({ "step": "confirmed" })),
+                )
+                .await;
             msg.paragraphs = vec![format!("La tua email personale ora è {email}.")];
         }
         Err(refusal) => msg.error = Some(refusal.refusal_it().into()),
