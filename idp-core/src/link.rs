@@ -70,6 +70,9 @@ pub trait LinkStore: Send + Sync {
     async fn consume_link(&self, hash: &TokenHash, purpose: LinkPurpose, now: i64) -> Result<bool>;
     /// Marks every unused link of an account for a purpose as used (a newer one wins).
     async fn void_links(&self, account_id: &str, purpose: LinkPurpose, now: i64) -> Result<()>;
+    /// Deletes the links that expired, or were used, before `before` (any purpose);
+    /// returns how many went. Registration links carry the application's personal data.
+    async fn delete_links_before(&self, before: i64) -> Result<u64>;
 }
 
 /// Stores a new link and returns the token to put in the email.

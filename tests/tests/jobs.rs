@@ -7,7 +7,9 @@ use std::time::Duration;
 use idp_core::audit::{AuditEvent, AuditFilter, AuditKind};
 use idp_core::directory::now;
 use idp_core::grant::Grant;
-use idp_server::jobs::{self, audit_retention, grants};
+use idp_core::link::{EmailLink, LinkPurpose};
+use idp_core::secret::TokenHash;
+use idp_server::jobs::{self, audit_retention, grants, links};
 use idp_tests::harness::{Backend, TestIdp};
 
 fn grant(id: &str, account_id: &str, expires_at: i64, revoked_at: Option<i64>) -> Grant {
@@ -50,6 +52,79 @@ async fn jobs_delete_what_is_due_once_per_period(backend: Backend) {
             .expect("audit");
     }
 
+    // Links of every purpose: gone once expired or used longer than the grace ago.
+    let long_ago = t - links::GRACE_SECS - 60;
+    let cases = [
+        (
+            "registration-expired-long-ago",
+            LinkPurpose::Registration,
+            long_ago,
+            None,
+            false,
+        ),
+        (
+            "reset-used-long-ago",
+            LinkPurpose::PasswordReset,
+            t + 3600,
+            Some(long_ago),
+            false,
+        ),
+        (
+            "email-expired-long-ago",
+            LinkPurpose::EmailChange,
+            long_ago,
+            Some(long_ago - 10),
+            false,
+        ),
+        (
+            "registration-expired-just-now",
+            LinkPurpose::Registration,
+            t - 60,
+            None,
+            true,
+        ),
+        (
+            "reset-used-just-now",
+            LinkPurpose::PasswordReset,
+            t + 3600,
+            Some(t - 60),
+            true,
+        ),
+        (
+            "email-valid",
+            LinkPurpose::EmailChange,
+            t + 3600,
+            None,
+            true,
+        ),
+    ];
+    for (token, purpose, expires_at, used_at, _) in &cases {
+        store
+            .insert_link(&EmailLink {
+                token_hash: TokenHash::of(token),
+                purpose: *purpose,
+                account_id: Some(account.id.as_str().to_string()),
+                payload: "{}".into(),
+                created_at: long_ago - 86_400,
+                expires_at: *expires_at,
+                used_at: *used_at,
+            })
+            .await
+            .expect("link");
+    }
+    assert_eq!(jobs::run_once(&idp.state, &links::JOB).await, Some(3));
+    for (token, purpose, _, _, kept) in &cases {
+        assert_eq!(
+            store
+                .find_link(&TokenHash::of(token), *purpose)
+                .await
+                .expect("read")
+                .is_some(),
+            *kept,
+            "{token}"
+        );
+    }
+
     assert_eq!(jobs::run_once(&idp.state, &grants::JOB).await, Some(2));
     for (id, kept) in [
         ("expired-long-ago", false),
@@ -79,6 +154,7 @@ async fn jobs_delete_what_is_due_once_per_period(backend: Backend) {
 
     // The lease: within the period, nobody runs the job again.
     assert_eq!(jobs::run_once(&idp.state, &grants::JOB).await, None);
+    assert_eq!(jobs::run_once(&idp.state, &links::JOB).await, None);
     assert_eq!(
         jobs::run_once(&idp.state, &audit_retention::JOB).await,
         None

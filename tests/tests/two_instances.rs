@@ -224,3 +224,24 @@ async fn a_lockout_on_one_instance_holds_on_the_other() {
     }
     stop(a, b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_job_runs_on_one_instance_per_period() {
+    use idp_server::jobs::{self, links};
+    let (a, b) = pair().await;
+    for job in jobs::all() {
+        assert!(
+            jobs::run_once(&a.state, &job).await.is_some(),
+            "{} ran on A",
+            job.name
+        );
+        assert_eq!(
+            jobs::run_once(&b.state, &job).await,
+            None,
+            "{}: B finds A's lease",
+            job.name
+        );
+    }
+    assert_eq!(jobs::run_once(&a.state, &links::JOB).await, None);
+    stop(a, b).await;
+}

@@ -1,4 +1,5 @@
-//! Background jobs: expiry and clean-up of what storage keeps past its use. One job a
+//! Background jobs: expiry and clean-up of what storage keeps past its use (grants,
+//! email links, audit events, signing keys). One job a
 //! file, each a single idempotent `DELETE … WHERE <older than>` statement, so that
 //! any number of instances can run them at the same moment without harm. To avoid
 //! the wasted work, each run first takes a lease in the shared cache
@@ -8,6 +9,7 @@
 
 pub mod audit_retention;
 pub mod grants;
+pub mod links;
 pub mod signing_keys;
 
 use std::future::Future;
@@ -31,7 +33,12 @@ pub struct Job {
 
 /// Every job, in the order they first run.
 pub fn all() -> Vec<Job> {
-    vec![grants::JOB, audit_retention::JOB, signing_keys::JOB]
+    vec![
+        grants::JOB,
+        links::JOB,
+        audit_retention::JOB,
+        signing_keys::JOB,
+    ]
 }
 
 /// The running jobs; `stop` ends them between runs (a run in progress finishes).

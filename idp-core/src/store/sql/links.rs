@@ -74,6 +74,14 @@ impl LinkStore for SqlStore {
         .await?;
         Ok(())
     }
+
+    async fn delete_links_before(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM email_links WHERE expires_at < $1 OR used_at < $1")
+            .bind(before)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 #[async_trait]
