@@ -12,6 +12,7 @@ use idp_tests::services::{PrivatePostgres, PrivateRedis};
 use idp_tests::{TestDatabase, redis_url, unique_suffix};
 
 const PASSWORD: &str = "Lavagna-Nuova!2026";
+const SERVICE: &str = "istanze-online";
 /// A request to an instance whose store is down must fail within this (the pool's
 /// acquire timeout and Redis's connection timeout are shorter).
 const FAIL_FAST: Duration = Duration::from_secs(8);
@@ -142,13 +143,35 @@ async fn postgres_down_gives_503_leaves_no_half_account_and_recovers() {
         redis_url: redis_url(),
         prefix: format!("idp-test-{}:", unique_suffix()),
     };
-    let idp = TestIdp::start_on(stores, vec![flows::client()], |_| {}).await;
-    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let mut service = flows::client();
+    service.id = idp_core::client::ClientId::parse(SERVICE).expect("client id");
+    service.service = Some(SERVICE.into());
+    service.enablement_uri = Some("http://127.0.0.1:9/abilitazione".into());
+    let idp = TestIdp::start_on(stores, vec![flows::client(), service], |_| {}).await;
+    let anna = idp.account("Anna", "Bianchi", PASSWORD).await;
     let browser = Browser::new();
     let (code, verifier) = flows::sign_in_for_code(&idp, &browser, "anna.bianchi", PASSWORD).await;
     let tokens = flows::exchange(&idp, &code, &verifier).await;
     let access = tokens["access_token"].as_str().expect("access token");
     let refresh = tokens["refresh_token"].as_str().expect("refresh token");
+    let enablement = |status: &'static str| {
+        let url = idp.url(&format!("/enablements/{SERVICE}/{}", anna.id.as_str()));
+        async move {
+            let r = reqwest::Client::new()
+                .put(url)
+                .basic_auth(SERVICE, Some(flows::SECRET))
+                .json(&serde_json::json!({ "status": status }))
+                .send()
+                .await
+                .expect("enablement PUT");
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.expect("a JSON answer"),
+            )
+        }
+    };
+    assert_eq!(enablement("pending").await.0, 200);
     let login_page = browser.follow(&idp.url("/login"), &idp.base).await;
 
     // Registrati up to the summary, then the database goes down.
@@ -181,8 +204,10 @@ async fn postgres_down_gives_503_leaves_no_half_account_and_recovers() {
     assert_unavailable_json(status, &body, "POST /token (refresh)");
     let (status, body) = userinfo(&idp, access).await;
     assert_unavailable_json(status, &body, "GET /userinfo");
+    let (status, body) = enablement("active").await;
+    assert_unavailable_json(status, &body, "PUT /enablements");
     assert!(
-        started.elapsed() < FAIL_FAST * 4,
+        started.elapsed() < FAIL_FAST * 5,
         "requests failed slowly: {:?}",
         started.elapsed()
     );
@@ -245,6 +270,7 @@ async fn postgres_down_gives_503_leaves_no_half_account_and_recovers() {
     let (code, verifier) =
         flows::sign_in_for_code(&idp, &Browser::new(), "anna.bianchi", PASSWORD).await;
     flows::exchange(&idp, &code, &verifier).await;
+    assert_eq!(enablement("active").await.0, 200);
 
     idp.stop().await;
     drop(postgres);

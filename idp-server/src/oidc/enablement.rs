@@ -130,12 +130,12 @@ async fn calling_client(
         return match state.clients.get(&id).await {
             Ok(Some(c)) => Ok(c),
             Ok(None) => Err(unauthorized("unknown client")),
-            Err(e) => Err(crate::error::AppError::from(e).into_response()),
+            Err(e) => Err(super::json_error(&OAuthError::from(e))),
         };
     }
     let basic = idp_core::client::decode_basic_authorization(value).map_err(|e| match e {
         ClientAuthError::InvalidClient(reason) => unauthorized(reason),
-        ClientAuthError::Internal(e) => crate::error::AppError::from(e).into_response(),
+        ClientAuthError::Internal(e) => super::json_error(&OAuthError::from(e)),
     })?;
     let presented = PresentedCredentials {
         basic: Some(basic),
@@ -145,7 +145,7 @@ async fn calling_client(
         .await
         .map_err(|e| match e {
             ClientAuthError::InvalidClient(reason) => unauthorized(reason),
-            ClientAuthError::Internal(e) => crate::error::AppError::from(e).into_response(),
+            ClientAuthError::Internal(e) => super::json_error(&OAuthError::from(e)),
         })
 }
 
@@ -179,7 +179,7 @@ async fn authorised(
             "not_found",
             "no such account",
         )),
-        Err(e) => Err(crate::error::AppError::from(e).into_response()),
+        Err(e) => Err(super::json_error(&OAuthError::from(e))),
     }
 }
 
