@@ -150,7 +150,7 @@ impl Directory {
         Err(CoreError::Conflict("username"))
     }
 
-    async fn next_username(&self, base: &str) -> Result<Username> {
+    pub(crate) async fn next_username(&self, base: &str) -> Result<Username> {
         let taken = self.store.usernames_like(base).await?;
         let highest = taken
             .iter()
@@ -218,7 +218,7 @@ impl Directory {
         }
     }
 
-    async fn hash(&self, password: Password) -> Result<PasswordHash> {
+    pub(crate) async fn hash(&self, password: Password) -> Result<PasswordHash> {
         let hasher = self.hasher.clone();
         tokio::task::spawn_blocking(move || hasher.hash(&password))
             .await

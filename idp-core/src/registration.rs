@@ -10,11 +10,12 @@ use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::account::{AccountKind, Email};
-use crate::directory::{Account, Directory, NewAccount, now};
+use crate::account::{AccountId, AccountKind, AccountStatus, Email, Username};
+use crate::directory::{Account, Directory, now};
 use crate::fiscal_code::{FiscalCode, Sex};
 use crate::link::{self, LinkPurpose, LinkState, LinkStore};
 use crate::password::{Password, generate_temporary};
+use crate::secret::TokenHash;
 use crate::{CoreError, Result};
 
 /// Life of the confirmation link.
@@ -78,6 +79,18 @@ pub struct Consent {
 pub trait ConsentStore: Send + Sync {
     async fn record_consent(&self, account_id: &str, consent: &Consent) -> Result<()>;
     async fn consents(&self, account_id: &str) -> Result<Vec<Consent>>;
+    /// In one transaction: consumes the registration link `link` (if unused and
+    /// unexpired at `now`), inserts `account` (with its password) and its consents.
+    /// `Ok(false)`, with nothing written, when the link was no longer valid; a
+    /// failure at any point leaves nothing written either (no account without its
+    /// password or consents, no link spent without its account).
+    async fn complete_registration(
+        &self,
+        link: &TokenHash,
+        now: i64,
+        account: &Account,
+        consents: &[Consent],
+    ) -> Result<bool>;
 }
 
 /// The validated registration, carried by the confirmation link.
@@ -257,15 +270,16 @@ pub enum Confirmation {
     Refused(LinkState),
 }
 
-/// Consumes the link, creates the account with its consents and a temporary password.
+/// Consumes the link and creates the account with its consents and a temporary
+/// password, all in one transaction (see `ConsentStore::complete_registration`).
 pub async fn confirm(
     directory: &Directory,
     links: &dyn LinkStore,
-    consents: &dyn ConsentStore,
+    registrations: &dyn ConsentStore,
     token: &str,
     temporary_validity_days: u32,
 ) -> Result<Confirmation> {
-    let state = link::consume(links, LinkPurpose::Registration, token).await?;
+    let state = link::check(links, LinkPurpose::Registration, token).await?;
     let LinkState::Valid(found) = state else {
         return Ok(Confirmation::Refused(state));
     };
@@ -276,46 +290,65 @@ pub async fn confirm(
         .await?
         .is_some()
     {
+        link::consume(links, LinkPurpose::Registration, token).await?;
         return Ok(Confirmation::AlreadyRegistered);
     }
-    let account = match directory
-        .create_account(NewAccount {
+    let temporary_password = generate_temporary(directory.policy());
+    let hash = directory
+        .hash(Password::new(temporary_password.expose().to_string()))
+        .await?;
+    let expires_at = now() + i64::from(temporary_validity_days.max(1)) * 24 * 3600;
+    let base = Username::base_from_names(&application.given_name, &application.family_name)?;
+    // A username taken between the choice and the insert: choose again.
+    for _attempt in 0..5 {
+        let at = now();
+        let account = Account {
+            id: AccountId::new(),
+            username: directory.next_username(&base).await?,
             kind: AccountKind::Registered,
+            status: AccountStatus::Active,
             fiscal_code: Some(application.fiscal_code.clone()),
-            given_name: application.given_name.clone(),
-            family_name: application.family_name.clone(),
+            given_name: application.given_name.trim().to_string(),
+            family_name: application.family_name.trim().to_string(),
             birth_date: Some(application.birth_date),
             birth_place: Some(application.birth_place.clone()),
             sex: Some(application.sex),
             personal_email: Some(application.email.clone()),
             institutional_email: None,
-            username: None,
-        })
-        .await
-    {
-        Ok(a) => a,
-        Err(CoreError::Conflict("fiscal_code")) => return Ok(Confirmation::AlreadyRegistered),
-        Err(e) => return Err(e),
-    };
-    for consent in &application.consents {
-        consents
-            .record_consent(account.id.as_str(), consent)
-            .await?;
+            password: Some(hash.clone()),
+            password_must_change: true,
+            password_expires_at: Some(expires_at),
+            created_at: at,
+            updated_at: at,
+        };
+        match registrations
+            .complete_registration(&found.token_hash, at, &account, &application.consents)
+            .await
+        {
+            Ok(true) => {
+                return Ok(Confirmation::Created {
+                    account: Box::new(account),
+                    temporary_password,
+                    expires_at,
+                });
+            }
+            // Used or expired in the meantime (a second click): say which.
+            Ok(false) => {
+                let state = link::check(links, LinkPurpose::Registration, token).await?;
+                return Ok(match state {
+                    LinkState::Valid(_) => Confirmation::Refused(LinkState::Used),
+                    other => Confirmation::Refused(other),
+                });
+            }
+            Err(CoreError::Conflict("username")) => continue,
+            Err(CoreError::Conflict("fiscal_code")) => {
+                link::consume(links, LinkPurpose::Registration, token).await?;
+                return Ok(Confirmation::AlreadyRegistered);
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let temporary_password = generate_temporary(directory.policy());
-    let expires_at = now() + i64::from(temporary_validity_days.max(1)) * 24 * 3600;
-    directory
-        .set_temporary_password(
-            &account,
-            Password::new(temporary_password.expose().to_string()),
-            expires_at,
-        )
-        .await?;
-    Ok(Confirmation::Created {
-        account: Box::new(account),
-        temporary_password,
-        expires_at,
-    })
+    Err(CoreError::Conflict("username"))
 }
 
 #[cfg(test)]

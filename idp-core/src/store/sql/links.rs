@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::SqlStore;
 use crate::Result;
+use crate::directory::Account;
 use crate::link::{EmailLink, LinkPurpose, LinkStore};
 use crate::registration::{Consent, ConsentStore};
 use crate::secret::TokenHash;
@@ -97,6 +98,47 @@ impl ConsentStore for SqlStore {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    async fn complete_registration(
+        &self,
+        link: &TokenHash,
+        now: i64,
+        account: &Account,
+        consents: &[Consent],
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let consumed = sqlx::query(
+            "UPDATE email_links SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 \
+             AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(link.as_str())
+        .bind(LinkPurpose::Registration.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if consumed.rows_affected() != 1 {
+            // Dropping the transaction rolls it back.
+            return Ok(false);
+        }
+        super::insert_account_query(account)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| super::conflict_or(e, &["username", "fiscal_code"]))?;
+        for consent in consents {
+            sqlx::query(
+                "INSERT INTO consents (account_id, kind, version, accepted_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(account.id.as_str())
+            .bind(&consent.kind)
+            .bind(&consent.version)
+            .bind(consent.accepted_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn consents(&self, account_id: &str) -> Result<Vec<Consent>> {

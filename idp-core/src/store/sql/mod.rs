@@ -148,6 +148,39 @@ fn sqlite_path(url: &str) -> Option<String> {
 
 /// Maps a unique-index violation to `Conflict(column)`; both databases name the column
 /// (or the index built from it) in the message.
+/// The INSERT of a whole account, to run on the pool or inside a transaction.
+fn insert_account_query(
+    a: &Account,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO accounts (id, username, kind, status, fiscal_code, given_name, \
+         family_name, birth_date, birth_place, sex, personal_email, institutional_email, \
+         password_hash, password_must_change, password_expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(a.id.as_str())
+    .bind(a.username.as_str())
+    .bind(a.kind.as_str())
+    .bind(a.status.as_str())
+    .bind(a.fiscal_code.as_ref().map(|f| f.as_str().to_string()))
+    .bind(&a.given_name)
+    .bind(&a.family_name)
+    .bind(a.birth_date.map(|d| d.format("%Y-%m-%d").to_string()))
+    .bind(a.birth_place.clone())
+    .bind(a.sex.map(|s| s.as_str().to_string()))
+    .bind(a.personal_email.as_ref().map(|e| e.as_str().to_string()))
+    .bind(
+        a.institutional_email
+            .as_ref()
+            .map(|e| e.as_str().to_string()),
+    )
+    .bind(a.password.as_ref().map(|p| p.as_str().to_string()))
+    .bind(i64::from(a.password_must_change))
+    .bind(a.password_expires_at)
+    .bind(a.created_at)
+    .bind(a.updated_at)
+}
+
 fn conflict_or(e: sqlx::Error, columns: &[&'static str]) -> CoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
@@ -253,36 +286,10 @@ impl SqlStore {
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn insert_account(&self, a: &Account) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO accounts (id, username, kind, status, fiscal_code, given_name, \
-             family_name, birth_date, birth_place, sex, personal_email, institutional_email, \
-             password_hash, password_must_change, password_expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(a.id.as_str())
-        .bind(a.username.as_str())
-        .bind(a.kind.as_str())
-        .bind(a.status.as_str())
-        .bind(a.fiscal_code.as_ref().map(|f| f.as_str().to_string()))
-        .bind(&a.given_name)
-        .bind(&a.family_name)
-        .bind(a.birth_date.map(|d| d.format("%Y-%m-%d").to_string()))
-        .bind(a.birth_place.clone())
-        .bind(a.sex.map(|s| s.as_str().to_string()))
-        .bind(a.personal_email.as_ref().map(|e| e.as_str().to_string()))
-        .bind(
-            a.institutional_email
-                .as_ref()
-                .map(|e| e.as_str().to_string()),
-        )
-        .bind(a.password.as_ref().map(|p| p.as_str().to_string()))
-        .bind(i64::from(a.password_must_change))
-        .bind(a.password_expires_at)
-        .bind(a.created_at)
-        .bind(a.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| conflict_or(e, &["username", "fiscal_code"]))?;
+        insert_account_query(a)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, &["username", "fiscal_code"]))?;
         Ok(())
     }
 
