@@ -208,6 +208,32 @@ fn form() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// Fiscal code + CPT on the check page.
+async fn check_cpt(
+    f: &Federation,
+    browser: &Browser,
+    csrf: &str,
+    fiscal_code: &str,
+    cpt: &str,
+) -> Page {
+    post(
+        browser,
+        &f.istanze().url("/abilitazione/cpt"),
+        &[("csrf", csrf), ("fiscal_code", fiscal_code), ("cpt", cpt)],
+    )
+    .await
+}
+
+/// "Esci" during the abilitazione.
+async fn leave(f: &Federation, browser: &Browser, csrf: &str) {
+    post(
+        browser,
+        &f.istanze().url("/abilitazione/esci"),
+        &[("csrf", csrf)],
+    )
+    .await;
+}
+
 /// Olga Operatrice: a school operator, enabled on Istanze OnLine (sign in as
 /// `olga.operatrice` with PASSWORD).
 async fn school_operator(f: &Federation) {
@@ -288,6 +314,11 @@ async fn first_login_after_registration(
         .await;
     assert!(change.url.ends_with("/cambio-password"), "{}", change.url);
     let back = registration::change_temporary_password(&f.idp, browser, PASSWORD).await;
+    enablement_url(f, back)
+}
+
+/// Where the IdP sent the browser after the sign-in: Istanze OnLine's abilitazione.
+fn enablement_url(f: &Federation, back: Page) -> String {
     assert!(
         back.url
             .starts_with(&f.istanze().url("/abilitazione?request=")),
@@ -304,13 +335,7 @@ async fn first_login(f: &Federation, browser: &Browser) -> String {
     let back = browser
         .sign_in(&f.idp, &login, "mario.rossi", PASSWORD)
         .await;
-    assert!(
-        back.url
-            .starts_with(&f.istanze().url("/abilitazione?request=")),
-        "{}",
-        back.url
-    );
-    back.url
+    enablement_url(f, back)
 }
 
 async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(backend: Backend) {
@@ -391,12 +416,7 @@ async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(bac
         .expect("base64");
     assert!(pdf_text(&delega).contains(FISCAL_CODE));
     let first_cpt = cpt_of(mail);
-    post(
-        &browser,
-        &istanze.url("/abilitazione/esci"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    leave(&f, &browser, &csrf).await;
 
     // "Ripetizione invio Codice Personale Temporaneo": a new CPT replaces the first
     let check = visit(&browser, &istanze.url("/accedi")).await;
@@ -419,50 +439,18 @@ async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(bac
     // 3. "Accedi" again: fiscal code + CPT; a wrong CPT is refused
     let check = visit(&browser, &istanze.url("/accedi")).await;
     assert!(check.body.contains("name=\"cpt\""), "{}", check.body);
-    let wrong = post(
-        &browser,
-        &istanze.url("/abilitazione/cpt"),
-        &[
-            ("csrf", csrf.as_str()),
-            ("fiscal_code", FISCAL_CODE),
-            ("cpt", "sbagliato1"),
-        ],
-    )
-    .await;
+    let wrong = check_cpt(&f, &browser, &csrf, FISCAL_CODE, "sbagliato1").await;
     assert_eq!(wrong.status, 400);
     assert!(wrong.body.contains("non sono corretti"), "{}", wrong.body);
-    let replaced = post(
-        &browser,
-        &istanze.url("/abilitazione/cpt"),
-        &[
-            ("csrf", csrf.as_str()),
-            ("fiscal_code", FISCAL_CODE),
-            ("cpt", first_cpt.as_str()),
-        ],
-    )
-    .await;
+    let replaced = check_cpt(&f, &browser, &csrf, FISCAL_CODE, first_cpt.as_str()).await;
     assert_eq!(replaced.status, 400, "the first CPT no longer works");
-    let pending = post(
-        &browser,
-        &istanze.url("/abilitazione/cpt"),
-        &[
-            ("csrf", csrf.as_str()),
-            ("fiscal_code", FISCAL_CODE),
-            ("cpt", cpt.as_str()),
-        ],
-    )
-    .await;
+    let pending = check_cpt(&f, &browser, &csrf, FISCAL_CODE, cpt.as_str()).await;
     assert!(
         pending.body.contains("id=\"in-attesa\""),
         "{}",
         pending.body
     );
-    post(
-        &browser,
-        &istanze.url("/abilitazione/esci"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    leave(&f, &browser, &csrf).await;
 
     // 4. the operator's recognition: a document that does not match is refused
     let (op, search) = operator_search(&f, FISCAL_CODE).await;
@@ -792,24 +780,10 @@ async fn a_delegate_carries_the_modulo_di_delega(backend: Backend) {
     let mail = mails.last().expect("the CPT mail");
     assert_eq!(mail["to"], DELEGATED_EMAIL);
     let cpt = cpt_of(mail);
-    post(
-        &browser,
-        &istanze.url("/abilitazione/esci"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    leave(&f, &browser, &csrf).await;
     let check = visit(&browser, &istanze.url("/accedi")).await;
     assert!(check.body.contains("name=\"cpt\""), "{}", check.body);
-    let pending = post(
-        &browser,
-        &istanze.url("/abilitazione/cpt"),
-        &[
-            ("csrf", csrf.as_str()),
-            ("fiscal_code", DELEGATED),
-            ("cpt", cpt.as_str()),
-        ],
-    )
-    .await;
+    let pending = check_cpt(&f, &browser, &csrf, DELEGATED, cpt.as_str()).await;
     assert!(
         pending.body.contains("id=\"in-attesa\""),
         "{}",
