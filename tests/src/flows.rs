@@ -1,17 +1,15 @@
 //! Flows several end-to-end tests drive the same way: a confidential client, the
-//! authorization code flow with PKCE, Registrati up to its confirmation link, the mail
-//! outbox.
-
-use std::time::Duration;
+//! authorization code flow with PKCE, and Registrati cut into the pieces a failure
+//! test takes apart (the whole flow is in `crate::registration`).
 
 use base64::Engine as _;
 use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
-use idp_core::security_check;
 use idp_server::admin::clients::ClientSeed;
 use serde_json::Value;
 use sha2::Digest as _;
 
 use crate::harness::{Browser, Page, TestIdp, hidden, query_param};
+use crate::registration::{self, text_of};
 
 pub const CLIENT_ID: &str = "pago-in-rete";
 pub const SECRET: &str = "test-secret-of-the-relying-party-0123456789";
@@ -33,16 +31,6 @@ pub fn client() -> ClientSeed {
         service: None,
         enablement_uri: None,
     }
-}
-
-/// A page's text as a person reads it (the templates escape apostrophes).
-pub fn text(page: &Page) -> String {
-    page.body
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&quot;", "\"")
-        .replace("&#34;", "\"")
-        .replace("&amp;", "&")
 }
 
 /// A PKCE verifier and its S256 challenge.
@@ -106,36 +94,8 @@ pub async fn exchange(idp: &TestIdp, code: &str, verifier: &str) -> Value {
     body
 }
 
-/// Every mail in the outbox (storage), newest first.
-pub async fn outbox(idp: &TestIdp) -> Vec<idp_core::mail::StoredMail> {
-    idp.state.store.list_mail(500).await.expect("outbox")
-}
-
-/// The newest mail to `to` whose subject is `subject` (waiting for background sends).
-pub async fn mail(idp: &TestIdp, to: &str, subject: &str) -> String {
-    for _ in 0..100 {
-        if let Some(m) = outbox(idp)
-            .await
-            .into_iter()
-            .find(|m| m.to == to && m.subject == subject)
-        {
-            return m.body_text;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no mail {subject:?} to {to}");
-}
-
-/// The first link in a mail's text.
-pub fn link_in(body: &str) -> String {
-    body.split_whitespace()
-        .find(|w| w.starts_with("http"))
-        .expect("a link in the mail")
-        .to_string()
-}
-
-/// Registrati steps 1 and 2 for a man born on 10 December 1985 (see `fiscal_code`);
-/// returns step 3 (the summary to confirm).
+/// Registrati steps 1 and 2 for a man born on 10 December 1985 in Roma (see
+/// `fiscal_code`); returns step 3 (the summary to confirm).
 pub async fn registration_summary(
     idp: &TestIdp,
     browser: &Browser,
@@ -144,57 +104,29 @@ pub async fn registration_summary(
     family: &str,
     email: &str,
 ) -> Page {
-    let page = browser.follow(&idp.url("/registrati"), &idp.base).await;
-    assert!(text(&page).contains("Passaggio 1 di 4"), "{}", page.body);
-    let question = page
-        .body
-        .split("Quanto fa ")
-        .nth(1)
-        .and_then(|s| s.split('?').next())
-        .expect("a security question");
-    let answer = security_check::solve(&format!("Quanto fa {question}?"))
-        .expect("solvable")
-        .to_string();
-    let two = browser
-        .submit(
-            &idp.url("/registrati"),
-            &[
-                ("csrf", &hidden(&page.body, "csrf").expect("csrf")),
-                (
-                    "check_id",
-                    &hidden(&page.body, "check_id").expect("check id"),
-                ),
-                ("fiscal_code", fiscal_code),
-                ("check_answer", &answer),
-            ],
-            &idp.base,
-        )
-        .await;
-    assert!(text(&two).contains("Passaggio 2 di 4"), "{}", two.body);
-    let three = browser
-        .submit(
-            &idp.url("/registrati"),
-            &[
-                ("csrf", &hidden(&two.body, "csrf").expect("csrf")),
-                ("given_name", given),
-                ("family_name", family),
-                ("birth_date", "1985-12-10"),
-                ("birth_place", "Roma"),
-                ("sex", "M"),
-                ("email", email),
-                ("email_repeat", email),
-                ("privacy", "on"),
-                ("data_processing", "on"),
-            ],
-            &idp.base,
-        )
-        .await;
-    assert!(text(&three).contains("Passaggio 3 di 4"), "{}", three.body);
+    let two = registration::step_one(idp, browser, fiscal_code).await;
+    assert!(text_of(&two).contains("Passaggio 2 di 4"), "{}", two.body);
+    let person = registration::Person {
+        fiscal_code,
+        given_name: given,
+        family_name: family,
+        birth_date: "1985-12-10",
+        birth_place: "Roma",
+        sex: "M",
+        email,
+    };
+    let three = registration::step_two(idp, browser, &two, &person).await;
+    assert!(
+        text_of(&three).contains("Passaggio 3 di 4"),
+        "{}",
+        three.body
+    );
     three
 }
 
-/// Step 3 confirmed ("conferma"): the page answered (step 4 when all went well).
-pub async fn confirm_summary(idp: &TestIdp, browser: &Browser, summary: &Page) -> Page {
+/// Step 3 confirmed ("conferma"): the page answered, whatever it is (step 4 when all
+/// went well; `registration::confirm_summary` insists on step 4).
+pub async fn submit_summary(idp: &TestIdp, browser: &Browser, summary: &Page) -> Page {
     browser
         .submit(
             &idp.url("/registrati"),
@@ -211,7 +143,7 @@ pub async fn confirm_summary(idp: &TestIdp, browser: &Browser, summary: &Page) -
 pub async fn open_confirmation(browser: &Browser, link: &str, base: &str) -> Vec<(String, String)> {
     let page = browser.follow(link, base).await;
     assert!(
-        text(&page).contains("Conferma la registrazione"),
+        text_of(&page).contains("Conferma la registrazione"),
         "{}",
         page.body
     );

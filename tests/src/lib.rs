@@ -66,4 +66,5 @@ impl TestDatabase {
 pub mod flows;
 pub mod harness;
 pub mod process;
+pub mod registration;
 pub mod services;

@@ -1,9 +1,11 @@
 //! Istanze OnLine's abilitazione end to end, with the three services in-process as real
-//! OIDC clients of a real IdP: a password user fills the form, accepts, reads the CPT
-//! from the service's outbox, checks it, waits for the school operator's recognition,
-//! changes the CPT, reaches the Istanze OnLine home, then Pago in rete and the
-//! governance portal without a new login; one logout ends all three. Plus the refusals.
-//! On both backends.
+//! OIDC clients of a real IdP: a person registers (Registrati), signs in at Istanze
+//! OnLine with the temporary password and changes it, fills the form, accepts, reads the
+//! CPT from the service's outbox, asks for it again, checks it, waits for the school
+//! operator's recognition, changes the CPT, reaches the Istanze OnLine home, changes the
+//! contact data, then Pago in rete and the governance portal without a new login; one
+//! logout ends all three. A second person is recognised through a delegate. Plus the
+//! refusals. On both backends.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use base64::Engine as _;
 use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, Page, TestIdp, hidden};
+use idp_tests::registration::{self, Person};
 use relying_parties::{BoundRp, Service};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -205,26 +208,36 @@ fn form() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// The person signs in at Istanze OnLine and lands on the abilitazione; returns the
-/// enablement URL the IdP sent the browser to.
-async fn first_login(f: &Federation, browser: &Browser) -> String {
-    let login = visit(browser, &f.istanze().url("/accedi")).await;
-    let back = browser
-        .sign_in(&f.idp, &login, "mario.rossi", PASSWORD)
-        .await;
-    assert!(
-        back.url
-            .starts_with(&f.istanze().url("/abilitazione?request=")),
-        "{}",
-        back.url
-    );
-    back.url
+/// Fiscal code + CPT on the check page.
+async fn check_cpt(
+    f: &Federation,
+    browser: &Browser,
+    csrf: &str,
+    fiscal_code: &str,
+    cpt: &str,
+) -> Page {
+    post(
+        browser,
+        &f.istanze().url("/abilitazione/cpt"),
+        &[("csrf", csrf), ("fiscal_code", fiscal_code), ("cpt", cpt)],
+    )
+    .await
 }
 
-async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(backend: Backend) {
-    let f = Federation::start(backend).await;
+/// "Esci" during the abilitazione.
+async fn leave(f: &Federation, browser: &Browser, csrf: &str) {
+    post(
+        browser,
+        &f.istanze().url("/abilitazione/esci"),
+        &[("csrf", csrf)],
+    )
+    .await;
+}
+
+/// Olga Operatrice: a school operator, enabled on Istanze OnLine (sign in as
+/// `olga.operatrice` with PASSWORD).
+async fn school_operator(f: &Federation) {
     let idp = &f.idp;
-    idp.account_with_fiscal_code(FISCAL_CODE, PASSWORD).await;
     let operator = idp.account("Olga", "Operatrice", PASSWORD).await;
     idp.grant_role(&operator, "school_operator").await;
     let put = reqwest::Client::new()
@@ -242,11 +255,99 @@ async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(bac
         200,
         "the operator is an enabled user"
     );
+}
+
+/// The operator signs in at Istanze OnLine; returns the browser and the search page for
+/// `fiscal_code`.
+async fn operator_search(f: &Federation, fiscal_code: &str) -> (Browser, Page) {
+    let op = Browser::new();
+    let login = visit(&op, &f.istanze().url("/accedi")).await;
+    let back = op
+        .sign_in(&f.idp, &login, "olga.operatrice", PASSWORD)
+        .await;
+    visit(&op, &back.url).await;
+    let search = visit(
+        &op,
+        &f.istanze()
+            .url(&format!("/operatore?codice_fiscale={fiscal_code}")),
+    )
+    .await;
+    assert_eq!(search.status, 200, "{}", search.body);
+    (op, search)
+}
+
+/// Mario Rossi registers through Registrati; returns the mailed credentials.
+async fn register(f: &Federation, person: &Person<'_>) -> registration::Credentials {
+    let credentials = registration::register(&f.idp, person).await;
+    assert!(!credentials.temporary_password.is_empty());
+    credentials
+}
+
+fn mario() -> Person<'static> {
+    Person {
+        fiscal_code: FISCAL_CODE,
+        given_name: "Mario",
+        family_name: "Rossi",
+        birth_date: "1985-12-10",
+        birth_place: "San Giuliano Terme",
+        sex: "M",
+        email: EMAIL,
+    }
+}
+
+/// The first sign-in of a newly registered person, from Istanze OnLine's "Accedi": the
+/// IdP asks for the temporary password to be changed first, then sends the browser to
+/// the abilitazione; returns that enablement URL.
+async fn first_login_after_registration(
+    f: &Federation,
+    browser: &Browser,
+    credentials: &registration::Credentials,
+) -> String {
+    let login = visit(browser, &f.istanze().url("/accedi")).await;
+    let change = browser
+        .sign_in(
+            &f.idp,
+            &login,
+            &credentials.username,
+            &credentials.temporary_password,
+        )
+        .await;
+    assert!(change.url.ends_with("/cambio-password"), "{}", change.url);
+    let back = registration::change_temporary_password(&f.idp, browser, PASSWORD).await;
+    enablement_url(f, back)
+}
+
+/// Where the IdP sent the browser after the sign-in: Istanze OnLine's abilitazione.
+fn enablement_url(f: &Federation, back: Page) -> String {
+    assert!(
+        back.url
+            .starts_with(&f.istanze().url("/abilitazione?request=")),
+        "{}",
+        back.url
+    );
+    back.url
+}
+
+/// The person signs in at Istanze OnLine and lands on the abilitazione; returns the
+/// enablement URL the IdP sent the browser to.
+async fn first_login(f: &Federation, browser: &Browser) -> String {
+    let login = visit(browser, &f.istanze().url("/accedi")).await;
+    let back = browser
+        .sign_in(&f.idp, &login, "mario.rossi", PASSWORD)
+        .await;
+    enablement_url(f, back)
+}
+
+async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(backend: Backend) {
+    let f = Federation::start(backend).await;
+    let credentials = register(&f, &mario()).await;
+    assert_eq!(credentials.username, "mario.rossi");
+    school_operator(&f).await;
     let [istanze, pago, governance] = [&f.rps[0], &f.rps[1], &f.rps[2]];
     let browser = Browser::new();
 
     // 1. the form, with the proposed recovery question and the step indicator
-    let enablement = first_login(&f, &browser).await;
+    let enablement = first_login_after_registration(&f, &browser, &credentials).await;
     let form_page = visit(&browser, &enablement).await;
     assert_eq!(form_page.status, 200, "{}", form_page.body);
     assert!(form_page.body.contains("id=\"passi\""));
@@ -314,62 +415,45 @@ async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(bac
         .decode(attachments[1]["base64"].as_str().expect("b64"))
         .expect("base64");
     assert!(pdf_text(&delega).contains(FISCAL_CODE));
-    let cpt = cpt_of(mail);
-    post(
+    let first_cpt = cpt_of(mail);
+    leave(&f, &browser, &csrf).await;
+
+    // "Ripetizione invio Codice Personale Temporaneo": a new CPT replaces the first
+    let check = visit(&browser, &istanze.url("/accedi")).await;
+    let check_csrf = hidden(&check.body, "csrf").expect("csrf");
+    let resent = post(
         &browser,
-        &istanze.url("/abilitazione/esci"),
-        &[("csrf", csrf.as_str())],
+        &istanze.url("/codice-personale/ripetizione-invio"),
+        &[("csrf", check_csrf.as_str())],
     )
     .await;
+    assert!(
+        resent.body.contains("Codice Personale Temporaneo inviato"),
+        "{}",
+        resent.body
+    );
+    let mails = outbox(istanze).await;
+    let cpt = cpt_of(mails.last().expect("the resent CPT"));
+    assert_ne!(cpt, first_cpt, "a new CPT");
 
     // 3. "Accedi" again: fiscal code + CPT; a wrong CPT is refused
     let check = visit(&browser, &istanze.url("/accedi")).await;
     assert!(check.body.contains("name=\"cpt\""), "{}", check.body);
-    let wrong = post(
-        &browser,
-        &istanze.url("/abilitazione/cpt"),
-        &[
-            ("csrf", csrf.as_str()),
-            ("fiscal_code", FISCAL_CODE),
-            ("cpt", "sbagliato1"),
-        ],
-    )
-    .await;
+    let wrong = check_cpt(&f, &browser, &csrf, FISCAL_CODE, "sbagliato1").await;
     assert_eq!(wrong.status, 400);
     assert!(wrong.body.contains("non sono corretti"), "{}", wrong.body);
-    let pending = post(
-        &browser,
-        &istanze.url("/abilitazione/cpt"),
-        &[
-            ("csrf", csrf.as_str()),
-            ("fiscal_code", FISCAL_CODE),
-            ("cpt", cpt.as_str()),
-        ],
-    )
-    .await;
+    let replaced = check_cpt(&f, &browser, &csrf, FISCAL_CODE, first_cpt.as_str()).await;
+    assert_eq!(replaced.status, 400, "the first CPT no longer works");
+    let pending = check_cpt(&f, &browser, &csrf, FISCAL_CODE, cpt.as_str()).await;
     assert!(
         pending.body.contains("id=\"in-attesa\""),
         "{}",
         pending.body
     );
-    post(
-        &browser,
-        &istanze.url("/abilitazione/esci"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    leave(&f, &browser, &csrf).await;
 
     // 4. the operator's recognition: a document that does not match is refused
-    let op = Browser::new();
-    let login = visit(&op, &istanze.url("/accedi")).await;
-    let back = op.sign_in(idp, &login, "olga.operatrice", PASSWORD).await;
-    visit(&op, &back.url).await;
-    let search = visit(
-        &op,
-        &istanze.url(&format!("/operatore?codice_fiscale={FISCAL_CODE}")),
-    )
-    .await;
-    assert_eq!(search.status, 200, "{}", search.body);
+    let (op, search) = operator_search(&f, FISCAL_CODE).await;
     assert!(
         search.body.contains("CA12345AB"),
         "the declared document: {}",
@@ -472,6 +556,55 @@ async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(bac
     )
     .await;
     assert!(sent.body.contains("IOL-"), "{}", sent.body);
+
+    // "Variazione dati di recapito": a bad phone is refused with its message, values
+    // kept; good values are stored and shown next time
+    let contacts = visit(&browser, &istanze.url("/recapiti")).await;
+    assert!(
+        contacts.body.contains("value=\"3331234567\""),
+        "{}",
+        contacts.body
+    );
+    let new_contacts = |mobile: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("mobile_phone", mobile.to_string()),
+            ("home_phone", String::new()),
+            ("address", "Via Garibaldi 7".to_string()),
+            ("country", "Italia".to_string()),
+            ("province", "LU".to_string()),
+            ("municipality", "Lucca".to_string()),
+        ]
+    };
+    let fields = new_contacts("12");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bad = post(&browser, &istanze.url("/recapiti"), &fields).await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("numero di cellulare valido"),
+        "{}",
+        bad.body
+    );
+    assert!(
+        bad.body.contains("value=\"Via Garibaldi 7\""),
+        "values kept"
+    );
+    let fields = new_contacts("3479876543");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let saved = post(&browser, &istanze.url("/recapiti"), &fields).await;
+    assert!(
+        saved.body.contains("Dati di recapito aggiornati"),
+        "{}",
+        saved.body
+    );
+    let contacts = visit(&browser, &istanze.url("/recapiti")).await;
+    for shown in ["3479876543", "Via Garibaldi 7", "Lucca"] {
+        assert!(
+            contacts.body.contains(&format!("value=\"{shown}\"")),
+            "{shown}: {}",
+            contacts.body
+        );
+    }
 
     // 6. Pago in rete and the governance portal: no new login
     for rp in [pago, governance] {
@@ -599,6 +732,110 @@ async fn expired_tampered_and_replayed_requests_are_refused(backend: Backend) {
     f.stop().await;
 }
 
+const DELEGATED: &str = "BNCLRA90A41G702N";
+const DELEGATED_EMAIL: &str = "laura.bianchi@example.org";
+
+/// A person who cannot go to the school sends a delegate with the modulo di delega: the
+/// operator must record the delegate's name and document, then the person is enabled and
+/// asked to change the CPT at the next access.
+async fn a_delegate_carries_the_modulo_di_delega(backend: Backend) {
+    let f = Federation::start(backend).await;
+    school_operator(&f).await;
+    let laura = Person {
+        fiscal_code: DELEGATED,
+        given_name: "Laura",
+        family_name: "Bianchi",
+        birth_date: "1990-01-01",
+        birth_place: "Pisa",
+        sex: "F",
+        email: DELEGATED_EMAIL,
+    };
+    let credentials = register(&f, &laura).await;
+    assert_eq!(credentials.username, "laura.bianchi");
+    let istanze = f.istanze();
+    let browser = Browser::new();
+    let enablement = first_login_after_registration(&f, &browser, &credentials).await;
+    let form_page = visit(&browser, &enablement).await;
+    let csrf = hidden(&form_page.body, "csrf").expect("csrf");
+    let mut fields: Vec<(&str, &str)> = form()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "given_name" => (k, "Laura"),
+            "family_name" => (k, "Bianchi"),
+            "fiscal_code" => (k, DELEGATED),
+            "email" => (k, DELEGATED_EMAIL),
+            _ => (k, v),
+        })
+        .collect();
+    fields.push(("csrf", csrf.as_str()));
+    let summary = post(&browser, &istanze.url("/abilitazione/modulo"), &fields).await;
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    post(
+        &browser,
+        &istanze.url("/abilitazione/accetto"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    let mails = outbox(istanze).await;
+    let mail = mails.last().expect("the CPT mail");
+    assert_eq!(mail["to"], DELEGATED_EMAIL);
+    let cpt = cpt_of(mail);
+    leave(&f, &browser, &csrf).await;
+    let check = visit(&browser, &istanze.url("/accedi")).await;
+    assert!(check.body.contains("name=\"cpt\""), "{}", check.body);
+    let pending = check_cpt(&f, &browser, &csrf, DELEGATED, cpt.as_str()).await;
+    assert!(
+        pending.body.contains("id=\"in-attesa\""),
+        "{}",
+        pending.body
+    );
+
+    let (op, search) = operator_search(&f, DELEGATED).await;
+    let op_csrf = hidden(&search.body, "csrf").expect("csrf");
+    let recognise = |delegate_name: &'static str, delegate_number: &'static str| {
+        vec![
+            ("csrf", op_csrf.clone()),
+            ("fiscal_code", DELEGATED.to_string()),
+            ("document_type", "Carta d'identità".to_string()),
+            ("document_number", "CA12345AB".to_string()),
+            ("method", "delegate".to_string()),
+            ("delegate_name", delegate_name.to_string()),
+            ("delegate_document_type", "Patente di guida".to_string()),
+            ("delegate_document_number", delegate_number.to_string()),
+        ]
+    };
+    // without the delegate's document the recognition is refused
+    let fields = recognise("Giulia Verdi", "");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = post(&op, &istanze.url("/operatore/riconoscimento"), &fields).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("tramite delegato"),
+        "{}",
+        refused.body
+    );
+    let fields = recognise("Giulia Verdi", "PI1234567X");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = post(&op, &istanze.url("/operatore/riconoscimento"), &fields).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("Riconoscimento registrato"),
+        "{}",
+        done.body
+    );
+    let mails = outbox(istanze).await;
+    let activation = mails.last().expect("the activation mail");
+    assert_eq!(activation["to"], DELEGATED_EMAIL);
+    // a second recognition finds nothing pending
+    let again = post(&op, &istanze.url("/operatore/riconoscimento"), &fields).await;
+    assert_eq!(again.status, 404, "{}", again.body);
+
+    // the person's next access asks for the CPT change
+    let change = visit(&browser, &istanze.url("/accedi")).await;
+    assert!(change.url.ends_with("/codice-personale"), "{}", change.url);
+    f.stop().await;
+}
+
 macro_rules! on_both_backends {
     ($($body:ident),* $(,)?) => {
         mod embedded {
@@ -615,4 +852,5 @@ macro_rules! on_both_backends {
 on_both_backends!(
     a_password_user_is_enabled_after_the_recognition_and_uses_all_three,
     expired_tampered_and_replayed_requests_are_refused,
+    a_delegate_carries_the_modulo_di_delega,
 );

@@ -8,8 +8,8 @@ use idp_core::audit::{AuditEvent, AuditFilter, AuditKind, AuditStore};
 use idp_core::store::sql::SqlStore;
 use idp_server::admin::audit::print;
 use idp_tests::TestDatabase;
-use idp_tests::flows;
 use idp_tests::harness::{Backend, Browser, TestIdp, hidden};
+use idp_tests::{flows, registration};
 use serde_json::json;
 
 const PASSWORD: &str = "Scuola-2026!Test";
@@ -251,8 +251,8 @@ async fn email_changes_are_audited(backend: Backend) {
     let text = printed(&idp, AuditKind::EmailChange).await;
     assert_eq!(text.lines().count(), 1, "requested: {text}");
     assert!(text.contains("requested"), "{text}");
-    let link = flows::link_in(
-        &flows::mail(
+    let link = registration::link_in(
+        &registration::mail(
             &idp,
             "anna.nuova@example.org",
             "Conferma il nuovo indirizzo email",

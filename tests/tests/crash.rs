@@ -17,11 +17,11 @@ use idp_core::password::PasswordHasher;
 use idp_core::security_check;
 use idp_core::store::sql::SqlStore;
 use idp_core::store::{OutboxStore, Store};
-use idp_tests::flows;
 use idp_tests::harness::hidden;
 use idp_tests::process::IdpProcess;
 use idp_tests::services::free_port;
 use idp_tests::{TestDatabase, redis_url, unique_suffix};
+use idp_tests::{flows, registration};
 
 const SECRET: &str = "test-secret-of-the-relying-party-0123456789";
 const SERVICE: &str = "istanze-online";
@@ -199,7 +199,7 @@ async fn confirmation_link(store: &SqlStore, email: &str) -> Result<String, Stri
         .into_iter()
         .find(|m| m.to == email && m.subject == "Conferma la registrazione")
         .ok_or_else(|| format!("no confirmation mail to {email}"))?;
-    Ok(flows::link_in(&mail.body_text))
+    Ok(registration::link_in(&mail.body_text))
 }
 
 /// A client setting one account's enablement again and again; returns the last

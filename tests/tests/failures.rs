@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use idp_tests::flows::{self, text};
+use idp_tests::flows;
 use idp_tests::harness::{Browser, Page, Stores, TestIdp, query_param};
+use idp_tests::registration::{self, text_of};
 use idp_tests::services::{PrivatePostgres, PrivateRedis};
 use idp_tests::{TestDatabase, redis_url, unique_suffix};
 
@@ -19,7 +20,7 @@ const FAIL_FAST: Duration = Duration::from_secs(8);
 
 fn assert_unavailable_page(page: &Page, what: &str) {
     assert_eq!(page.status, 503, "{what}: {}", page.body);
-    let t = text(page);
+    let t = text_of(page);
     assert!(
         t.contains("Servizio momentaneamente non disponibile") && t.contains("Riprova"),
         "{what}: {}",
@@ -189,7 +190,7 @@ async fn postgres_down_gives_503_leaves_no_half_account_and_recovers() {
     assert_ne!(body["database"], "ok", "{body}");
 
     let started = Instant::now();
-    let page = flows::confirm_summary(&idp, &registering, &summary).await;
+    let page = flows::submit_summary(&idp, &registering, &summary).await;
     assert_unavailable_page(&page, "Registrati, conferma");
     assert!(started.elapsed() < FAIL_FAST, "{:?}", started.elapsed());
     let page = browser
@@ -225,9 +226,10 @@ async fn postgres_down_gives_503_leaves_no_half_account_and_recovers() {
         "no account from a failed step"
     );
     // The same summary can be confirmed now.
-    let four = flows::confirm_summary(&idp, &registering, &summary).await;
-    assert!(text(&four).contains("Passaggio 4 di 4"), "{}", four.body);
-    let link = flows::link_in(&flows::mail(&idp, email, "Conferma la registrazione").await);
+    let four = flows::submit_summary(&idp, &registering, &summary).await;
+    assert!(text_of(&four).contains("Passaggio 4 di 4"), "{}", four.body);
+    let link =
+        registration::link_in(&registration::mail(&idp, email, "Conferma la registrazione").await);
     let fields = flows::open_confirmation(&registering, &link, &idp.base).await;
 
     // The confirmation fails while the database is down, and leaves nothing.
@@ -247,7 +249,7 @@ async fn postgres_down_gives_503_leaves_no_half_account_and_recovers() {
     );
     let done = flows::post_confirmation(&idp, &registering, &fields).await;
     assert!(
-        text(&done).contains("Registrazione completata"),
+        text_of(&done).contains("Registrazione completata"),
         "{}",
         done.body
     );

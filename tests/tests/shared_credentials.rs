@@ -7,9 +7,12 @@ use base64::Engine as _;
 use idp_core::account::{AccountKind, Email, Username};
 use idp_core::client::{ClientAuthMethod, ClientId as IdpClientId, GrantType};
 use idp_core::directory::NewAccount;
-use idp_core::security_check;
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, Page, TestIdp, hidden, query_param};
+use idp_tests::registration::{
+    self, Person, confirm_by_link, confirm_summary, credentials_mail, link_in, mail, step_one,
+    text_of,
+};
 use serde_json::Value;
 use sha2::Digest as _;
 
@@ -42,107 +45,29 @@ trait Text {
 
 impl Text for Page {
     fn text(&self) -> String {
-        self.body
-            .replace("&#39;", "'")
-            .replace("&#x27;", "'")
-            .replace("&quot;", "\"")
-            .replace("&#34;", "\"")
-            .replace("&amp;", "&")
+        text_of(self)
     }
 }
 
-/// Every mail in the outbox, newest first.
-async fn outbox(idp: &TestIdp) -> Vec<Value> {
-    reqwest::get(idp.url("/dev/outbox.json"))
-        .await
-        .expect("outbox")
-        .json()
-        .await
-        .expect("json")
-}
-
-/// The newest mail to `to` whose subject is `subject` (waiting for background sends).
-async fn mail(idp: &TestIdp, to: &str, subject: &str) -> String {
-    for _ in 0..50 {
-        if let Some(m) = outbox(idp)
-            .await
-            .into_iter()
-            .find(|m| m["to"] == to && m["subject"] == subject)
-        {
-            return m["body_text"].as_str().expect("body").to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// Mario Rossi, born on 10 December 1985 (the fiscal code's date and sex).
+fn mario<'a>(birth_date: &'a str, sex: &'a str) -> Person<'a> {
+    Person {
+        fiscal_code: FISCAL_CODE,
+        given_name: "Mario",
+        family_name: "Rossi",
+        birth_date,
+        birth_place: "San Giuliano Terme",
+        sex,
+        email: "mario.rossi@example.org",
     }
-    panic!("no mail {subject:?} to {to}");
-}
-
-fn link_in(body: &str) -> String {
-    body.split_whitespace()
-        .find(|w| w.starts_with("http"))
-        .expect("a link in the mail")
-        .to_string()
-}
-
-fn line_value(body: &str, label: &str) -> String {
-    body.lines()
-        .find_map(|l| l.strip_prefix(label))
-        .expect(label)
-        .trim()
-        .to_string()
-}
-
-/// Step 1 of Registrati with the security check answered.
-async fn step_one(idp: &TestIdp, browser: &Browser, fiscal_code: &str) -> Page {
-    let page = browser.follow(&idp.url("/registrati"), &idp.base).await;
-    assert!(page.text().contains("Passaggio 1 di 4"), "{}", page.body);
-    let question = page
-        .body
-        .split("Quanto fa ")
-        .nth(1)
-        .and_then(|s| s.split('?').next())
-        .expect("a security question");
-    let answer = security_check::solve(&format!("Quanto fa {question}?"))
-        .expect("solvable")
-        .to_string();
-    browser
-        .submit(
-            &idp.url("/registrati"),
-            &[
-                ("csrf", &hidden(&page.body, "csrf").expect("csrf")),
-                (
-                    "check_id",
-                    &hidden(&page.body, "check_id").expect("check id"),
-                ),
-                ("fiscal_code", fiscal_code),
-                ("check_answer", &answer),
-            ],
-            &idp.base,
-        )
-        .await
 }
 
 async fn step_two(idp: &TestIdp, browser: &Browser, page: &Page, birth: &str, sex: &str) -> Page {
-    browser
-        .submit(
-            &idp.url("/registrati"),
-            &[
-                ("csrf", &hidden(&page.body, "csrf").expect("csrf")),
-                ("given_name", "Mario"),
-                ("family_name", "Rossi"),
-                ("birth_date", birth),
-                ("birth_place", "San Giuliano Terme"),
-                ("sex", sex),
-                ("email", "mario.rossi@example.org"),
-                ("email_repeat", "mario.rossi@example.org"),
-                ("privacy", "on"),
-                ("data_processing", "on"),
-            ],
-            &idp.base,
-        )
-        .await
+    registration::step_two(idp, browser, page, &mario(birth, sex)).await
 }
 
-/// Registers Mario Rossi and returns the credentials mail's username and password.
+/// Registers Mario Rossi, going back once with "Modifica" and trying the confirmation
+/// link twice; returns the credentials mail's username and password.
 async fn register(idp: &TestIdp) -> (String, String) {
     let browser = Browser::new();
     let two = step_one(idp, &browser, FISCAL_CODE).await;
@@ -162,37 +87,15 @@ async fn register(idp: &TestIdp) -> (String, String) {
     assert!(back.text().contains("Passaggio 2 di 4"));
     assert!(back.text().contains("value=\"San Giuliano Terme\""));
     let three = step_two(idp, &browser, &back, "1985-12-10", "M").await;
-    let four = browser
-        .submit(
-            &idp.url("/registrati"),
-            &[
-                ("csrf", &hidden(&three.body, "csrf").expect("csrf")),
-                ("action", "conferma"),
-            ],
-            &idp.base,
-        )
-        .await;
-    assert!(four.text().contains("Passaggio 4 di 4"), "{}", four.body);
+    let four = confirm_summary(idp, &browser, &three).await;
     assert!(four.text().contains("Torna alla login"));
 
-    let confirm = link_in(&mail(idp, "mario.rossi@example.org", "Conferma la registrazione").await);
-    let page = browser.follow(&confirm, &idp.base).await;
-    assert!(page.text().contains("Conferma la registrazione"));
-    let token = hidden(&page.body, "token").expect("token");
-    let fields = [
-        ("csrf", hidden(&page.body, "csrf").expect("csrf")),
-        ("token", token),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let done = browser
-        .submit(&idp.url("/registrati/conferma"), &fields, &idp.base)
-        .await;
-    assert!(
-        done.text().contains("Registrazione completata"),
-        "{}",
-        done.body
-    );
+    let (_, fields) = confirm_by_link(idp, &browser, "mario.rossi@example.org").await;
     // The link works once.
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let again = browser
         .submit(&idp.url("/registrati/conferma"), &fields, &idp.base)
         .await;
@@ -204,16 +107,8 @@ async fn register(idp: &TestIdp) -> (String, String) {
         again.body
     );
 
-    let credentials = mail(
-        idp,
-        "mario.rossi@example.org",
-        "Le tue credenziali di accesso",
-    )
-    .await;
-    (
-        line_value(&credentials, "Username:"),
-        line_value(&credentials, "Password provvisoria:"),
-    )
+    let credentials = credentials_mail(idp, "mario.rossi@example.org").await;
+    (credentials.username, credentials.temporary_password)
 }
 
 fn pkce() -> (String, String) {

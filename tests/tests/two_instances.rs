@@ -6,8 +6,9 @@
 use std::time::{Duration, Instant};
 
 use idp_core::keys::SigningAlgorithm;
-use idp_tests::flows::{self, text};
+use idp_tests::flows;
 use idp_tests::harness::{Backend, Browser, TestIdp, query_param};
+use idp_tests::registration::text_of;
 use serde_json::Value;
 
 const PASSWORD: &str = "Lavagna-Nuova!2026";
@@ -211,7 +212,7 @@ async fn a_lockout_on_one_instance_holds_on_the_other() {
             .sign_in(idp, &login, "anna.bianchi", &format!("Sbagliata-{i}!"))
             .await;
         assert!(
-            text(&page).contains("Username o password non corretti."),
+            text_of(&page).contains("Username o password non corretti."),
             "{}",
             page.body
         );
@@ -220,7 +221,7 @@ async fn a_lockout_on_one_instance_holds_on_the_other() {
         let browser = Browser::new();
         let login = browser.follow(&idp.url("/login"), &idp.base).await;
         let page = browser.sign_in(idp, &login, "anna.bianchi", PASSWORD).await;
-        assert!(text(&page).contains("Troppi tentativi"), "{}", page.body);
+        assert!(text_of(&page).contains("Troppi tentativi"), "{}", page.body);
     }
     stop(a, b).await;
 }
