@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Form, RawQuery, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 
@@ -287,7 +287,9 @@ fn autopost(action: &str, fields: &[(String, String)], title: &str) -> Response 
 
 fn send(msg: OutgoingMessage, title: &str) -> Response {
     match msg {
-        OutgoingMessage::Redirect { location } => Redirect::to(&location).into_response(),
+        OutgoingMessage::Redirect { location } => {
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
         OutgoingMessage::Post { action, fields } => autopost(&action, &fields, title),
     }
 }
