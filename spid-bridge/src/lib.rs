@@ -26,3 +26,5 @@ pub use state::{MemoryState, SamlState, StateError};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_flow;

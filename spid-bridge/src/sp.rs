@@ -233,6 +233,21 @@ impl ServiceProvider {
         saml_response_b64: &str,
         relay_state: Option<&str>,
     ) -> Result<SpidLogin, Rejection> {
+        let result = self
+            .check_response(state, saml_response_b64, relay_state)
+            .await;
+        if let Err(r) = &result {
+            tracing::warn!(reason = r.reason, detail = %r.detail, "SPID response rejected");
+        }
+        result
+    }
+
+    async fn check_response(
+        &self,
+        state: &dyn SamlState,
+        saml_response_b64: &str,
+        relay_state: Option<&str>,
+    ) -> Result<SpidLogin, Rejection> {
         let xml = decode_post(saml_response_b64)?;
         let doc = parse_document(&xml)?;
         let envelope = check_envelope(&doc, &self.registry)?;
