@@ -1,11 +1,12 @@
 //! The local SPID test IdP (DEVELOPMENT ONLY): `spid-test-idp --listen 127.0.0.1:8090
-//! --sp-metadata URL|FILE --key PEM --cert PEM --base-url URL`.
+//! --sp-metadata URL|FILE --key PEM --cert PEM --base-url URL`; `--print-metadata` prints its
+//! signed metadata and exits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use spid_bridge::test_idp::{TestIdpConfig, router};
+use spid_bridge::test_idp::{TestIdpConfig, metadata_xml, router};
 
 #[derive(Parser)]
 #[command(about = "Local SPID test identity provider (development only)")]
@@ -13,8 +14,11 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
     /// The SP's metadata: an http(s) URL or a file; may be repeated.
-    #[arg(long = "sp-metadata", required = true)]
+    #[arg(long = "sp-metadata", required_unless_present = "print_metadata")]
     sp_metadata: Vec<String>,
+    /// Print the IdP's signed metadata (for the SP's IdP registry) and exit.
+    #[arg(long)]
+    print_metadata: bool,
     /// PEM private key file (PKCS#8 RSA).
     #[arg(long, default_value = "certs-dev/spid-test-idp.key")]
     key: PathBuf,
@@ -56,6 +60,10 @@ async fn run() -> Result<(), String> {
         cert_pem: read(&args.cert)?,
         sp_metadata_xml,
     };
+    if args.print_metadata {
+        println!("{}", metadata_xml(&config).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
     let app = router(config).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
