@@ -405,7 +405,11 @@ impl ServiceProvider {
         state: &dyn SamlState,
         form_or_query: &SamlMessage,
     ) -> Result<String, Rejection> {
-        slo::finish_logout(self, state, form_or_query).await
+        let result = slo::finish_logout(self, state, form_or_query).await;
+        if let Err(r) = &result {
+            tracing::warn!(reason = r.reason, detail = %r.detail, "SPID LogoutResponse rejected");
+        }
+        result
     }
 
     /// An IdP-initiated LogoutRequest: validated; returns the session it names and the
@@ -415,7 +419,11 @@ impl ServiceProvider {
         state: &dyn SamlState,
         msg: &SamlMessage,
     ) -> Result<(SpidSessionRef, OutgoingMessage), Rejection> {
-        slo::handle_logout_request(self, state, msg).await
+        let result = slo::handle_logout_request(self, state, msg).await;
+        if let Err(r) = &result {
+            tracing::warn!(reason = r.reason, detail = %r.detail, "SPID LogoutRequest rejected");
+        }
+        result
     }
 
     pub(crate) fn decode_message(

@@ -339,6 +339,19 @@ async fn signature_wrapping_variants_with_namespaces_are_refused() {
         reason(submit(&e, &wrapped, &req).await),
         "signature_wrapping"
     );
+    // 6. An evil unsigned assertion added inside a genuine signed Response, and one
+    //    replacing its signed assertion.
+    let genuine_assertion = assertion_of(&genuine);
+    let added = genuine.replace(
+        &genuine_assertion,
+        &format!("{genuine_assertion}{}", evil_assertion(&req)),
+    );
+    assert_eq!(reason(submit(&e, &added, &req).await), "signature_wrapping");
+    let replaced = genuine.replace(&genuine_assertion, &evil_assertion(&req));
+    assert_eq!(
+        reason(submit(&e, &replaced, &req).await),
+        "unsigned_assertion"
+    );
     // None of the attempts consumed the request: the genuine answer still works.
     assert_eq!(reason(submit(&e, &genuine, &req).await), "accepted");
 }
