@@ -157,6 +157,36 @@ impl Sessions {
         Ok((token, session))
     }
 
+    /// A new sign-in of the same account within a live session (a step-up): the
+    /// session keeps its sid and its clients and takes the new method and level.
+    pub async fn reauthenticate(&self, sid: &str, how: SessionStart) -> Result<Option<SsoSession>> {
+        let Some(mut session) = self.by_sid(sid).await? else {
+            return Ok(None);
+        };
+        if let Some(old) = &session.spid {
+            self.cache
+                .delete(&spid_key(&old.idp_entity_id, &old.name_id))
+                .await?;
+        }
+        session.auth_time = now();
+        session.authenticated_at_ms = chrono::Utc::now().timestamp_millis();
+        session.acr = how.acr;
+        session.amr = how.amr;
+        session.method = how.method;
+        session.spid = how.spid;
+        put_json(&*self.cache, &session_key(sid), &session, self.ttl).await?;
+        if let Some(spid) = &session.spid {
+            self.cache
+                .put(
+                    &spid_key(&spid.idp_entity_id, &spid.name_id),
+                    sid.as_bytes(),
+                    self.ttl,
+                )
+                .await?;
+        }
+        Ok(Some(session))
+    }
+
     /// The live session a cookie token names, if any.
     pub async fn find(&self, token: &str) -> Result<Option<SsoSession>> {
         let Some(sid) = self.cache.get(&cookie_key(token)).await? else {
@@ -291,6 +321,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(found, Some(session.clone()));
+        let stepped = s
+            .reauthenticate(
+                &session.sid,
+                SessionStart {
+                    acr: "https://www.spid.gov.it/SpidL3".into(),
+                    amr: vec!["spid".into()],
+                    method: SignInMethod::Spid,
+                    spid: session.spid.clone(),
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stepped.sid, session.sid);
+        assert_eq!(stepped.acr, "https://www.spid.gov.it/SpidL3");
+        let session = stepped;
         assert_eq!(
             s.by_spid_name_id("https://other", "_abc").await.unwrap(),
             None
