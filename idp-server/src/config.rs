@@ -483,9 +483,7 @@ impl SpidConfig {
             ));
         }
         if self.clock_skew_secs > 300 {
-            return Err(ConfigError(
-                "spid.clock_skew_secs: at most 300".into(),
-            ));
+            return Err(ConfigError("spid.clock_skew_secs: at most 300".into()));
         }
         Ok(())
     }
@@ -701,7 +699,10 @@ mod tests {
         let c = load_str(MINIMAL).expect("minimal config loads");
         assert!(!c.spid.enabled);
         assert_eq!(c.spid.default_level, SpidLevelName::SpidL2);
-        assert_eq!(c.spid.entity_id("https://iam.example.it"), "https://iam.example.it/spid");
+        assert_eq!(
+            c.spid.entity_id("https://iam.example.it"),
+            "https://iam.example.it/spid"
+        );
         let e = load_str(&format!(
             "{MINIMAL}\n[spid]\nenabled = true\nkey = \"/nonexistent.key\"\n"
         ))

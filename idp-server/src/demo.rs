@@ -122,3 +122,85 @@ pub fn rp_binary() -> Option<PathBuf> {
     let rp = exe.with_file_name(format!("rp{}", std::env::consts::EXE_SUFFIX));
     rp.is_file().then_some(rp)
 }
+
+/// The local SPID test IdP (`spid_bridge::test_idp`), run in-process next to the IdP by
+/// `idp-server demo` and by the tests. Development only: it signs with the key in
+/// `certs-dev/` and lets anyone be any of its test identities.
+pub struct SpidTestIdp {
+    pub base_url: String,
+    listener: tokio::net::TcpListener,
+    config: spid_bridge::test_idp::TestIdpConfig,
+}
+
+impl SpidTestIdp {
+    /// Binds its port; `base_url` is where browsers reach it.
+    pub async fn bind(
+        listen: std::net::SocketAddr,
+        host: &str,
+        certs_dir: &Path,
+    ) -> anyhow::Result<SpidTestIdp> {
+        use anyhow::Context;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("SPID test IdP: cannot listen on {listen}"))?;
+        let port = listener.local_addr()?.port();
+        let base_url = format!("http://{host}:{port}");
+        let read = |name: &str| {
+            let path = certs_dir.join(name);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("SPID test IdP: cannot read {}", path.display()))
+        };
+        let config = spid_bridge::test_idp::TestIdpConfig {
+            base_url: base_url.clone(),
+            key_pem: read("spid-test-idp.key")?,
+            cert_pem: read("spid-test-idp.crt")?,
+            sp_metadata_xml: Vec::new(),
+        };
+        Ok(SpidTestIdp {
+            base_url,
+            listener,
+            config,
+        })
+    }
+
+    /// Writes the test IdP's metadata to `metadata_file` and turns on `[spid]` in
+    /// `config` with development values, the SP key in `certs_dir` and that metadata.
+    pub fn configure(
+        &self,
+        config: &mut crate::config::Config,
+        certs_dir: &Path,
+        metadata_file: &Path,
+    ) -> anyhow::Result<()> {
+        let xml = spid_bridge::test_idp::metadata_xml(&self.config)
+            .map_err(|e| anyhow::anyhow!("SPID test IdP metadata: {e}"))?;
+        std::fs::write(metadata_file, xml)?;
+        let spid = &mut config.spid;
+        spid.enabled = true;
+        spid.key = certs_dir.join("spid-sp.key");
+        spid.cert = certs_dir.join("spid-sp.crt");
+        spid.ipa_code = "m_pi".into();
+        spid.organization_name = "Ministero dell'Istruzione e del Merito".into();
+        spid.organization_display_name = "Ministero dell'Istruzione e del Merito".into();
+        spid.organization_url = "https://www.mim.gov.it".into();
+        spid.contact_email = "spid-sviluppo@example.it".into();
+        spid.idp_metadata = vec![metadata_file.to_path_buf()];
+        Ok(())
+    }
+
+    /// Serves the test IdP for the SP of `state` until the process ends.
+    pub fn serve(mut self, state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let spid = state
+            .spid
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("SPID is not enabled"))?;
+        self.config.sp_metadata_xml = vec![spid.sp.metadata_xml().to_string()];
+        let router = spid_bridge::test_idp::router(self.config)
+            .map_err(|e| anyhow::anyhow!("SPID test IdP: {e}"))?;
+        let listener = self.listener;
+        Ok(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "SPID test IdP stopped");
+            }
+        }))
+    }
+}

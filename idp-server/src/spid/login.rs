@@ -204,12 +204,12 @@ async fn reject(state: &AppState, ip: &str, rejection: &Rejection) -> Response {
         )
         .await;
     // The identity provider refused or the person cancelled: not a malformed request.
-    let status = if rejection.reason == "status_not_success" || rejection.reason == "browser_binding"
-    {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::BAD_REQUEST
-    };
+    let status =
+        if rejection.reason == "status_not_success" || rejection.reason == "browser_binding" {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_REQUEST
+        };
     ErrorPage::response(status, TITLE, &rejection.message_it)
 }
 

@@ -48,7 +48,14 @@ pub async fn start(
     let spid = state.spid.as_deref()?;
     let info = session.spid.as_ref()?;
     let key = generate_token().expose().to_string();
-    if let Err(e) = put_json(&*state.cache, &pending_key(&key), &Pending { redirect }, PENDING_TTL).await {
+    if let Err(e) = put_json(
+        &*state.cache,
+        &pending_key(&key),
+        &Pending { redirect },
+        PENDING_TTL,
+    )
+    .await
+    {
         tracing::error!(error = %e, "cannot keep the pending SPID logout");
         return None;
     }
