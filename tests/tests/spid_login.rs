@@ -1,0 +1,583 @@
+//! Sign-in with SPID, end to end: a browser (reqwest with cookies) goes from a client's
+//! authorization request to the login page, "Entra con SPID", the local SPID test IdP
+//! (started in-process by the harness, signing real Responses), back to the ACS and
+//! on to the client; then single logout. On both backends.
+
+use idp_core::client::{ClientAuthMethod, ClientId as IdpClientId, GrantType};
+use idp_core::oidc::{ACR_PASSWORD, ACR_SPID_L2};
+use idp_server::admin::clients::ClientSeed;
+use idp_tests::harness::{Backend, Browser, Page, TestIdp, query_param};
+use serde_json::Value;
+
+const SECRET: &str = "test-secret-of-the-relying-party-0123456789";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const POST_LOGOUT: &str = "http://127.0.0.1:9/";
+const ENABLEMENT: &str = "http://127.0.0.1:9/abilitazione";
+const PASSWORD: &str = "Scuola-2026!Test";
+
+fn client(id: &str, service: Option<&str>) -> ClientSeed {
+    ClientSeed {
+        id: IdpClientId::parse(id).expect("id"),
+        name: id.into(),
+        secret: Some(SECRET.into()),
+        auth_method: ClientAuthMethod::ClientSecretBasic,
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: vec![POST_LOGOUT.into()],
+        backchannel_logout_uri: None,
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        jwks: None,
+        jwks_file: None,
+        service: service.map(str::to_string),
+        enablement_uri: service.map(|_| ENABLEMENT.to_string()),
+    }
+}
+
+async fn start(backend: Backend) -> TestIdp {
+    TestIdp::start_with_spid(
+        backend,
+        vec![
+            client("pago-in-rete", None),
+            client("istanze-online", Some("istanze-online")),
+        ],
+        |_| {},
+    )
+    .await
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http")
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn authorize_url(idp: &TestIdp, client: &str, extra: &str) -> String {
+    format!(
+        "{}/authorize?response_type=code&client_id={client}&redirect_uri={}&scope=openid%20profile%20email&state=s1&nonce=n1{extra}",
+        idp.base,
+        enc(REDIRECT)
+    )
+}
+
+/// Undoes askama's HTML escaping of attribute values.
+fn unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#x3d;", "=")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#x22;", "\"")
+        .replace("&#43;", "+")
+        .replace("&#x2b;", "+")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of attribute `name` in the tag that starts at `tag`.
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let end = tag.find('>')?;
+    let tag = &tag[..end];
+    for quote in ['"', '\''] {
+        let marker = format!(" {name}={quote}");
+        if let Some(start) = tag.find(&marker) {
+            let start = start + marker.len();
+            let stop = tag[start..].find(quote)? + start;
+            return Some(unescape(&tag[start..stop]));
+        }
+    }
+    None
+}
+
+/// A form of a page: its action, method and every named input with its value.
+struct HtmlForm {
+    action: String,
+    method: String,
+    fields: Vec<(String, String)>,
+}
+
+fn forms(body: &str) -> Vec<HtmlForm> {
+    let mut found = Vec::new();
+    let mut rest = body;
+    while let Some(at) = rest.find("<form") {
+        let form = &rest[at..];
+        let close = form.find("</form>").unwrap_or(form.len());
+        let inner = &form[..close];
+        let mut fields = Vec::new();
+        let mut r = inner;
+        while let Some(i) = r.find("<input") {
+            let tag = &r[i..];
+            if let Some(name) = attr(tag, "name") {
+                let kind = attr(tag, "type").unwrap_or_default();
+                let checked = tag[..tag.find('>').unwrap_or(tag.len())].contains(" checked");
+                if kind != "radio" || checked {
+                    fields.push((name, attr(tag, "value").unwrap_or_default()));
+                }
+            }
+            r = &tag[6..];
+        }
+        found.push(HtmlForm {
+            action: attr(form, "action").unwrap_or_default(),
+            method: attr(form, "method").unwrap_or_else(|| "get".into()),
+            fields,
+        });
+        rest = &form[close.min(form.len())..];
+        if close == form.len() {
+            break;
+        }
+    }
+    found
+}
+
+/// Resolves a link or form action against the page it is on.
+fn absolute(base: &str, href: &str) -> String {
+    url::Url::parse(base)
+        .and_then(|b| b.join(href))
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| href.to_string())
+}
+
+/// A response as the browser sees it, without following.
+struct Hop {
+    status: u16,
+    location: Option<String>,
+    body: String,
+    url: String,
+}
+
+async fn hop(browser: &Browser, request: reqwest::RequestBuilder, url: &str) -> Hop {
+    let _ = browser;
+    let r = request.send().await.expect("request");
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(|l| absolute(url, l));
+    let body = r.text().await.unwrap_or_default();
+    Hop {
+        status,
+        location,
+        body,
+        url: url.to_string(),
+    }
+}
+
+/// Follows redirects (GET) and auto-submitted SAML forms across the IdP and the test
+/// IdP, until a redirect leaves both (to the client) or a page that is not a SAML
+/// auto-post form. `choose` picks an identity on the test IdP's page.
+async fn browse(idp: &TestIdp, browser: &Browser, mut current: Hop, choose: &str) -> Page {
+    let test_idp = idp.spid_test_idp.clone().expect("the SPID test IdP runs");
+    for _ in 0..20 {
+        if let Some(next) = current.location.clone() {
+            if !next.starts_with(&idp.base) && !next.starts_with(&test_idp) {
+                return Page {
+                    url: next,
+                    status: current.status,
+                    body: String::new(),
+                };
+            }
+            current = hop(browser, browser.http.get(&next), &next).await;
+            continue;
+        }
+        let page_forms = forms(&current.body);
+        // A SAML message to deliver (the auto-post page of either side).
+        if let Some(f) = page_forms.iter().find(|f| {
+            f.fields
+                .iter()
+                .any(|(n, _)| n == "SAMLResponse" || n == "SAMLRequest")
+        }) {
+            let action = absolute(&current.url, &f.action);
+            current = hop(browser, browser.http.post(&action).form(&f.fields), &action).await;
+            continue;
+        }
+        // The test IdP's page: choose the identity.
+        if current.url.starts_with(&test_idp)
+            && let Some(f) = identity_form(&page_forms, choose)
+        {
+            let action = absolute(&current.url, &f.action);
+            let request = if f.method.eq_ignore_ascii_case("post") {
+                browser.http.post(&action).form(&f.fields)
+            } else {
+                browser.http.get(&action).query(&f.fields)
+            };
+            current = hop(browser, request, &action).await;
+            continue;
+        }
+        return Page {
+            url: current.url,
+            status: current.status,
+            body: current.body,
+        };
+    }
+    panic!("too many steps through SPID");
+}
+
+/// The test IdP's form for one identity (by its fiscal code, or its user name).
+fn identity_form(page_forms: &[HtmlForm], who: &str) -> Option<HtmlForm> {
+    page_forms.iter().find_map(|f| {
+        let mine = f.fields.iter().any(|(_, v)| v.contains(who));
+        mine.then(|| HtmlForm {
+            action: f.action.clone(),
+            method: f.method.clone(),
+            fields: f.fields.clone(),
+        })
+    })
+}
+
+/// The "Entra con SPID" link of the test IdP on a login page.
+fn spid_link(idp: &TestIdp, login: &Page) -> String {
+    let mut rest = login.body.as_str();
+    while let Some(at) = rest.find("<a ") {
+        let tag = &rest[at..];
+        if let Some(href) = attr(tag, "href")
+            && href.starts_with("/spid/login?")
+        {
+            return idp.url(&href);
+        }
+        rest = &tag[3..];
+    }
+    panic!("no SPID link on the login page: {}", login.body);
+}
+
+/// From a login page, through SPID as `who`, to wherever the IdP sends the browser.
+async fn spid_sign_in(idp: &TestIdp, browser: &Browser, login: &Page, who: &str) -> Page {
+    let link = spid_link(idp, login);
+    let first = hop(browser, browser.http.get(&link), &link).await;
+    browse(idp, browser, first, who).await
+}
+
+async fn exchange(idp: &TestIdp, client: &str, code: &str) -> Value {
+    http()
+        .post(idp.url("/token"))
+        .basic_auth(client, Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn payload(jwt: &str) -> Value {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwt.split('.').nth(1).expect("payload"))
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+/// Code → tokens → (ID token claims, userinfo).
+async fn claims_of(idp: &TestIdp, client: &str, at: &Page) -> (Value, Value, String) {
+    let code = query_param(&at.url, "code")
+        .unwrap_or_else(|| panic!("a code at {} ({}): {}", at.url, at.status, at.body));
+    let tokens = exchange(idp, client, &code).await;
+    let id_token = tokens["id_token"].as_str().expect("id token").to_string();
+    let info: Value = http()
+        .get(idp.url("/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().expect("access token"))
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    (payload(&id_token), info, id_token)
+}
+
+/// The test identity used here, and its fiscal code.
+const WHO: &str = TEST_IDENTITY_FISCAL_CODE;
+const TEST_IDENTITY_FISCAL_CODE: &str = "RSSMRA80A01H501U";
+
+async fn saml_rejections(idp: &TestIdp, reason: &str) -> u64 {
+    let text = http()
+        .get(idp.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let marker = format!("saml_rejections_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&marker))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn a_person_signs_in_with_spid_and_gets_an_account(backend: Backend) {
+    let idp = start(backend).await;
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    assert!(login.body.contains("Entra con SPID"), "{}", login.body);
+    assert!(login.body.contains("name=\"password\""), "password too");
+    let back = spid_sign_in(&idp, &browser, &login, WHO).await;
+    assert!(back.url.starts_with(REDIRECT), "{} {}", back.url, back.body);
+    let (claims, info, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    assert_eq!(claims["acr"], ACR_SPID_L2);
+    assert_eq!(claims["amr"], serde_json::json!(["spid"]));
+    assert_eq!(info["fiscal_code"], TEST_IDENTITY_FISCAL_CODE);
+    let sub = claims["sub"].as_str().expect("sub").to_string();
+    // A new account from the attributes: registered, no password.
+    let account = idp
+        .state
+        .store
+        .account_by_id(&idp_core::account::AccountId::from_string(sub.clone()))
+        .await
+        .expect("store")
+        .expect("the account exists");
+    assert_eq!(account.kind, idp_core::account::AccountKind::Registered);
+    assert!(account.password.is_none());
+    assert_eq!(
+        account.fiscal_code.as_ref().map(|f| f.as_str()),
+        Some(TEST_IDENTITY_FISCAL_CODE)
+    );
+
+    // Another browser, another SPID sign-in: the same account.
+    let other = Browser::new();
+    let login = other
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let back = spid_sign_in(&idp, &other, &login, WHO).await;
+    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    assert_eq!(claims["sub"], sub.as_str());
+    let accounts = idp.state.store.count_accounts().await.expect("count");
+    assert_eq!(accounts, 1);
+    idp.stop().await;
+}
+
+async fn an_existing_password_account_is_linked_and_stepped_up(backend: Backend) {
+    let idp = start(backend).await;
+    let account = idp
+        .account_with_fiscal_code(TEST_IDENTITY_FISCAL_CODE, PASSWORD)
+        .await;
+    let browser = Browser::new();
+    // A password session first.
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let back = browser
+        .sign_in(&idp, &login, account.username.as_str(), PASSWORD)
+        .await;
+    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    assert_eq!(claims["acr"], ACR_PASSWORD);
+    let sid = claims["sid"].clone();
+
+    // The client asks for SpidL2: only SPID is offered, at level 2.
+    let l2 = format!("&acr_values={}", enc(ACR_SPID_L2));
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", &l2), &idp.base)
+        .await;
+    assert!(login.body.contains("livello 2"), "{}", login.body);
+    assert!(
+        !login.body.contains("name=\"password\""),
+        "no password form"
+    );
+    let back = spid_sign_in(&idp, &browser, &login, WHO).await;
+    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    assert_eq!(claims["acr"], ACR_SPID_L2);
+    assert_eq!(claims["amr"], serde_json::json!(["spid"]));
+    // Linked by the fiscal code, in the same (stepped-up) session.
+    assert_eq!(claims["sub"], account.id.as_str());
+    assert_eq!(claims["sid"], sid);
+    assert_eq!(idp.state.store.count_accounts().await.expect("count"), 1);
+    idp.stop().await;
+}
+
+async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend) {
+    let idp = start(backend).await;
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    // Walk to the test IdP's Response without delivering it, then deliver it twice.
+    let link = spid_link(&idp, &login);
+    let mut current = hop(&browser, browser.http.get(&link), &link).await;
+    let test_idp = idp.spid_test_idp.clone().expect("test idp");
+    let response_form = loop {
+        if let Some(next) = current.location.clone() {
+            current = hop(&browser, browser.http.get(&next), &next).await;
+            continue;
+        }
+        let page_forms = forms(&current.body);
+        if let Some(f) = page_forms
+            .iter()
+            .find(|f| f.fields.iter().any(|(n, _)| n == "SAMLResponse"))
+        {
+            break HtmlForm {
+                action: absolute(&current.url, &f.action),
+                method: f.method.clone(),
+                fields: f.fields.clone(),
+            };
+        }
+        assert!(current.url.starts_with(&test_idp), "{}", current.url);
+        let f = identity_form(&page_forms, WHO).expect("the identity's form");
+        let action = absolute(&current.url, &f.action);
+        current = if f.method.eq_ignore_ascii_case("post") {
+            hop(
+                &browser,
+                browser.http.post(&action).form(&f.fields),
+                &action,
+            )
+            .await
+        } else {
+            hop(
+                &browser,
+                browser.http.get(&action).query(&f.fields),
+                &action,
+            )
+            .await
+        };
+    };
+    assert_eq!(response_form.action, idp.url("/spid/acs"));
+    let first = hop(
+        &browser,
+        browser
+            .http
+            .post(&response_form.action)
+            .form(&response_form.fields),
+        &response_form.action,
+    )
+    .await;
+    assert_eq!(first.status, 303, "{}", first.body);
+
+    // Replayed: its request was answered already.
+    let before = saml_rejections(&idp, "unknown_in_response_to").await
+        + saml_rejections(&idp, "replayed").await;
+    let again = hop(
+        &browser,
+        browser
+            .http
+            .post(&response_form.action)
+            .form(&response_form.fields),
+        &response_form.action,
+    )
+    .await;
+    assert!((400..500).contains(&again.status), "{}", again.status);
+    assert!(
+        again.body.contains("Accesso con SPID non riuscito"),
+        "{}",
+        again.body
+    );
+    let after = saml_rejections(&idp, "unknown_in_response_to").await
+        + saml_rejections(&idp, "replayed").await;
+    assert_eq!(after, before + 1);
+
+    // Tampered: not what the identity provider signed.
+    let tampered: Vec<(String, String)> = response_form
+        .fields
+        .iter()
+        .map(|(n, v)| {
+            if n == "SAMLResponse" {
+                use base64::Engine;
+                let engine = base64::engine::general_purpose::STANDARD;
+                let xml = String::from_utf8(engine.decode(v).expect("base64")).expect("utf-8");
+                let xml = xml.replacen(TEST_IDENTITY_FISCAL_CODE, "BNCNNA80A41H501X", 1);
+                (n.clone(), engine.encode(xml))
+            } else {
+                (n.clone(), v.clone())
+            }
+        })
+        .collect();
+    let refused = hop(
+        &browser,
+        browser.http.post(&response_form.action).form(&tampered),
+        &response_form.action,
+    )
+    .await;
+    assert!((400..500).contains(&refused.status), "{}", refused.status);
+    assert!(refused.body.contains("lang=\"it\""));
+    idp.stop().await;
+}
+
+async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
+    let idp = start(backend).await;
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let back = spid_sign_in(&idp, &browser, &login, WHO).await;
+    let (claims, _, id_token) = claims_of(&idp, "pago-in-rete", &back).await;
+    let sid = claims["sid"].as_str().expect("sid").to_string();
+    assert!(
+        idp.state
+            .sessions
+            .by_sid(&sid)
+            .await
+            .expect("cache")
+            .is_some()
+    );
+
+    let logout = format!(
+        "{}/logout?id_token_hint={id_token}&post_logout_redirect_uri={}&state=bye",
+        idp.base,
+        enc(POST_LOGOUT)
+    );
+    let first = hop(&browser, browser.http.get(&logout), &logout).await;
+    let test_idp = idp.spid_test_idp.clone().expect("test idp");
+    // The LogoutRequest goes to the test IdP (a redirect, or a form posting there).
+    let to_idp = first.location.clone().unwrap_or_else(|| {
+        forms(&first.body)
+            .first()
+            .map(|f| f.action.clone())
+            .unwrap_or_default()
+    });
+    assert!(to_idp.starts_with(&test_idp), "{to_idp}");
+    assert!(
+        idp.state
+            .sessions
+            .by_sid(&sid)
+            .await
+            .expect("cache")
+            .is_none()
+    );
+    let end = browse(&idp, &browser, first, WHO).await;
+    assert_eq!(end.url, format!("{POST_LOGOUT}?state=bye"));
+    idp.stop().await;
+}
+
+async fn the_enablement_request_carries_the_spid_level(backend: Backend) {
+    let idp = start(backend).await;
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&idp, "istanze-online", ""), &idp.base)
+        .await;
+    let sent = spid_sign_in(&idp, &browser, &login, WHO).await;
+    assert!(sent.url.starts_with(ENABLEMENT), "{}", sent.url);
+    let request = payload(&query_param(&sent.url, "request").expect("request"));
+    assert_eq!(request["assurance"], ACR_SPID_L2);
+    assert_eq!(request["amr"], serde_json::json!(["spid"]));
+    idp.stop().await;
+}
+
+macro_rules! on_both_backends {
+    ($($body:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
+        }
+        mod production {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $body() { super::$body(super::Backend::Production).await; } )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_person_signs_in_with_spid_and_gets_an_account,
+    an_existing_password_account_is_linked_and_stepped_up,
+    a_refused_response_gets_an_italian_page_and_is_counted,
+    signing_out_reaches_the_spid_identity_provider,
+    the_enablement_request_carries_the_spid_level,
+);
