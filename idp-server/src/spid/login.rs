@@ -8,6 +8,7 @@
 //! a victim's browser deliver a Response obtained for the attacker (login CSRF).
 
 use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -136,21 +137,24 @@ pub async fn acs(
     State(state): State<AppState>,
     jar: CookieJar,
     ClientIp(ip): ClientIp,
-    Form(form): Form<AcsForm>,
+    form: Result<Form<AcsForm>, FormRejection>,
 ) -> Result<Response, AppError> {
     let spid = enabled(&state)?;
-    if form.saml_response.is_empty() {
-        return Ok(reject(
-            &state,
-            &ip,
-            &Rejection {
+    let form = match form {
+        Ok(Form(f)) if !f.saml_response.is_empty() => f,
+        other => {
+            let detail = match other {
+                Err(e) => e.body_text(),
+                Ok(_) => "no SAMLResponse in the form".into(),
+            };
+            let rejection = Rejection {
                 reason: "malformed",
-                message_it: "La risposta del gestore SPID è assente.".into(),
-                detail: "no SAMLResponse in the form".into(),
-            },
-        )
-        .await);
-    }
+                message_it: "La risposta del gestore SPID è assente o illeggibile.".into(),
+                detail,
+            };
+            return Ok(reject(&state, &ip, &rejection).await);
+        }
+    };
     let saml_state = CacheSamlState(state.cache.clone());
     let login = match spid
         .sp

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -118,9 +119,12 @@ pub async fn slo_get(
 pub async fn slo_post(
     State(state): State<AppState>,
     jar: CookieJar,
-    Form(form): Form<SloForm>,
+    form: Result<Form<SloForm>, FormRejection>,
 ) -> Result<Response, AppError> {
     enabled(&state)?;
+    let Ok(Form(form)) = form else {
+        return Ok(missing(&state));
+    };
     match (form.saml_response, form.saml_request) {
         (Some(saml), _) => {
             let message = SamlMessage::Post {
