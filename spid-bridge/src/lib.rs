@@ -2,12 +2,18 @@
 //! accounts: it hands idp-server a verified SPID identity. The public API is the
 //! contract in `CONTRACT.md`; `test_idp` is the local SPID test IdP.
 
+mod authn;
+mod binding;
 mod error;
 mod level;
+mod metadata;
 mod registry;
+mod response;
+mod slo;
 mod sp;
 mod state;
 pub mod test_idp;
+mod xml;
 
 pub use error::{Error, Rejection};
 pub use level::{Comparison, SpidLevel};
@@ -16,4 +22,9 @@ pub use sp::{
     Binding, OutgoingMessage, SamlMessage, ServiceProvider, SpConfig, SpidIdentity, SpidLogin,
     SpidSession, SpidSessionRef,
 };
-pub use state::{SamlState, StateError};
+pub use state::{MemoryState, SamlState, StateError};
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_flow;
