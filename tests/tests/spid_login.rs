@@ -70,6 +70,11 @@ fn unescape(s: &str) -> String {
         .replace("&#x27;", "'")
         .replace("&#39;", "'")
         .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&#34;", "\"")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#38;", "&")
         .replace("&#x22;", "\"")
         .replace("&#43;", "+")
         .replace("&#x2b;", "+")
@@ -197,7 +202,7 @@ async fn browse(idp: &TestIdp, browser: &Browser, mut current: Hop, choose: &str
         }
         // The test IdP's page: choose the identity.
         if current.url.starts_with(&test_idp)
-            && let Some(f) = identity_form(&page_forms, choose)
+            && let Some(f) = identity_form(&page_forms, &current.body, choose)
         {
             let action = absolute(&current.url, &f.action);
             let request = if f.method.eq_ignore_ascii_case("post") {
@@ -217,15 +222,31 @@ async fn browse(idp: &TestIdp, browser: &Browser, mut current: Hop, choose: &str
     panic!("too many steps through SPID");
 }
 
-/// The test IdP's form for one identity (by its fiscal code, or its user name).
-fn identity_form(page_forms: &[HtmlForm], who: &str) -> Option<HtmlForm> {
-    page_forms.iter().find_map(|f| {
-        let mine = f.fields.iter().any(|(_, v)| v.contains(who));
-        mine.then(|| HtmlForm {
-            action: f.action.clone(),
-            method: f.method.clone(),
-            fields: f.fields.clone(),
-        })
+/// The test IdP's form with the identity whose fiscal code is `who` chosen: its radio
+/// buttons are labelled "Name Surname (FISCALCODE)".
+fn identity_form(page_forms: &[HtmlForm], body: &str, who: &str) -> Option<HtmlForm> {
+    let at = body.find(&format!("({who})"))?;
+    let marker = "for=\"identity-";
+    let start = body[..at].rfind(marker)? + marker.len();
+    let index: String = body[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let form = page_forms
+        .iter()
+        .find(|f| f.fields.iter().any(|(n, _)| n == "request"))?;
+    let mut fields: Vec<(String, String)> = form
+        .fields
+        .iter()
+        .filter(|(n, _)| n != "identity")
+        .cloned()
+        .collect();
+    fields.push(("identity".into(), index));
+    fields.push(("action".into(), "login".into()));
+    Some(HtmlForm {
+        action: form.action.clone(),
+        method: form.method.clone(),
+        fields,
     })
 }
 
@@ -298,16 +319,20 @@ async fn claims_of(idp: &TestIdp, client: &str, at: &Page) -> (Value, Value, Str
 const WHO: &str = TEST_IDENTITY_FISCAL_CODE;
 const TEST_IDENTITY_FISCAL_CODE: &str = "RSSMRA80A01H501U";
 
-async fn saml_rejections(idp: &TestIdp, reason: &str) -> u64 {
-    let text = http()
+async fn metrics_text(idp: &TestIdp) -> String {
+    http()
         .get(idp.url("/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("text");
-    let marker = format!("saml_rejections_total{{reason=\"{reason}\"}} ");
+        .expect("text")
+}
+
+async fn saml_rejections(idp: &TestIdp, reason: &str) -> u64 {
+    let text = metrics_text(idp).await;
+    let marker = format!("idp_saml_rejections_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&marker))
         .and_then(|v| v.trim().parse().ok())
@@ -354,6 +379,18 @@ async fn a_person_signs_in_with_spid_and_gets_an_account(backend: Backend) {
     assert_eq!(claims["sub"], sub.as_str());
     let accounts = idp.state.store.count_accounts().await.expect("count");
     assert_eq!(accounts, 1);
+    let spid_logins = idp
+        .state
+        .store
+        .audit_events(&idp_core::audit::AuditFilter {
+            kind: Some(idp_core::audit::AuditKind::SpidLogin),
+            account_id: Some(sub.clone()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(spid_logins.len(), 2);
     idp.stop().await;
 }
 
@@ -422,7 +459,7 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
             };
         }
         assert!(current.url.starts_with(&test_idp), "{}", current.url);
-        let f = identity_form(&page_forms, WHO).expect("the identity's form");
+        let f = identity_form(&page_forms, &current.body, WHO).expect("the identity's form");
         let action = absolute(&current.url, &f.action);
         current = if f.method.eq_ignore_ascii_case("post") {
             hop(
@@ -453,8 +490,7 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
     assert_eq!(first.status, 303, "{}", first.body);
 
     // Replayed: its request was answered already.
-    let before = saml_rejections(&idp, "unknown_in_response_to").await
-        + saml_rejections(&idp, "replayed").await;
+    let before = saml_rejections(&idp, "unknown_in_response_to").await;
     let again = hop(
         &browser,
         browser
@@ -464,15 +500,14 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
         &response_form.action,
     )
     .await;
-    assert!((400..500).contains(&again.status), "{}", again.status);
+    assert_eq!(again.status, 400);
     assert!(
         again.body.contains("Accesso con SPID non riuscito"),
         "{}",
         again.body
     );
-    let after = saml_rejections(&idp, "unknown_in_response_to").await
-        + saml_rejections(&idp, "replayed").await;
-    assert_eq!(after, before + 1);
+    let after = saml_rejections(&idp, "unknown_in_response_to").await;
+    assert_eq!(after, before + 1, "{}", metrics_text(&idp).await);
 
     // Tampered: not what the identity provider signed.
     let tampered: Vec<(String, String)> = response_form
@@ -496,18 +531,55 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
         &response_form.action,
     )
     .await;
-    assert!((400..500).contains(&refused.status), "{}", refused.status);
+    assert_eq!(refused.status, 400);
     assert!(refused.body.contains("lang=\"it\""));
+    assert_eq!(saml_rejections(&idp, "bad_signature").await, 1);
+
+    // The person cancels at the identity provider (anomaly 25): 403 with AgID's text.
+    let fresh = Browser::new();
+    let login = fresh
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let link = spid_link(&idp, &login);
+    let mut current = hop(&fresh, fresh.http.get(&link), &link).await;
+    while let Some(next) = current.location.clone() {
+        current = hop(&fresh, fresh.http.get(&next), &next).await;
+    }
+    let mut f =
+        identity_form(&forms(&current.body), &current.body, WHO).expect("the identity's form");
+    for (name, value) in f.fields.iter_mut() {
+        if name == "action" {
+            *value = "cancel".into();
+        }
+    }
+    let action = absolute(&current.url, &f.action);
+    let answer = hop(&fresh, fresh.http.post(&action).form(&f.fields), &action).await;
+    let cancelled = browse(&idp, &fresh, answer, WHO).await;
+    assert_eq!(cancelled.status, 403, "{}", cancelled.body);
+    assert!(cancelled.body.contains("Accesso con SPID non riuscito"));
+    assert_eq!(saml_rejections(&idp, "status_not_success").await, 1);
+    // Each refusal is a login failure in the audit log.
+    let failures = idp
+        .state
+        .store
+        .audit_events(&idp_core::audit::AuditFilter {
+            kind: Some(idp_core::audit::AuditKind::LoginFailure),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(failures.len(), 3);
     idp.stop().await;
 }
 
 async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
     let idp = start(backend).await;
-    let browser = Browser::new();
-    let login = browser
+    let fresh = Browser::new();
+    let login = fresh
         .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
         .await;
-    let back = spid_sign_in(&idp, &browser, &login, WHO).await;
+    let back = spid_sign_in(&idp, &fresh, &login, WHO).await;
     let (claims, _, id_token) = claims_of(&idp, "pago-in-rete", &back).await;
     let sid = claims["sid"].as_str().expect("sid").to_string();
     assert!(
@@ -524,7 +596,7 @@ async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
         idp.base,
         enc(POST_LOGOUT)
     );
-    let first = hop(&browser, browser.http.get(&logout), &logout).await;
+    let first = hop(&fresh, fresh.http.get(&logout), &logout).await;
     let test_idp = idp.spid_test_idp.clone().expect("test idp");
     // The LogoutRequest goes to the test IdP (a redirect, or a form posting there).
     let to_idp = first.location.clone().unwrap_or_else(|| {
@@ -542,18 +614,18 @@ async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
             .expect("cache")
             .is_none()
     );
-    let end = browse(&idp, &browser, first, WHO).await;
+    let end = browse(&idp, &fresh, first, WHO).await;
     assert_eq!(end.url, format!("{POST_LOGOUT}?state=bye"));
     idp.stop().await;
 }
 
 async fn the_enablement_request_carries_the_spid_level(backend: Backend) {
     let idp = start(backend).await;
-    let browser = Browser::new();
-    let login = browser
+    let fresh = Browser::new();
+    let login = fresh
         .follow(&authorize_url(&idp, "istanze-online", ""), &idp.base)
         .await;
-    let sent = spid_sign_in(&idp, &browser, &login, WHO).await;
+    let sent = spid_sign_in(&idp, &fresh, &login, WHO).await;
     assert!(sent.url.starts_with(ENABLEMENT), "{}", sent.url);
     let request = payload(&query_param(&sent.url, "request").expect("request"));
     assert_eq!(request["assurance"], ACR_SPID_L2);
