@@ -619,6 +619,119 @@ async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
     idp.stop().await;
 }
 
+/// A LogoutRequest from the test IdP (HTTP-Redirect binding, signed over the query with
+/// the test IdP's development key), as an identity provider sends it.
+fn idp_logout_request(idp: &TestIdp, name_id: &str, session_index: Option<&str>) -> String {
+    use base64::Engine;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    use std::io::Write;
+    let test_idp = idp.spid_test_idp.clone().expect("test idp");
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    let id = format!("_{}", uuid::Uuid::new_v4().simple());
+    let index = session_index
+        .map(|s| format!("<samlp:SessionIndex>{s}</samlp:SessionIndex>"))
+        .unwrap_or_default();
+    let xml = format!(
+        concat!(
+            r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" "#,
+            r#"xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" "#,
+            r#"IssueInstant="{now}" Destination="{dest}">"#,
+            r#"<saml:Issuer Format="urn:oasis:names:tc:SAML:2.0:nameid-format:entity" NameQualifier="{idp}">{idp}</saml:Issuer>"#,
+            r#"<saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:transient" NameQualifier="{idp}">{name_id}</saml:NameID>"#,
+            "{index}</samlp:LogoutRequest>"
+        ),
+        id = id,
+        now = now,
+        dest = idp.url("/spid/slo"),
+        idp = test_idp,
+        name_id = name_id,
+        index = index,
+    );
+    let mut deflater =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    deflater.write_all(xml.as_bytes()).expect("deflate");
+    let deflated = deflater.finish().expect("deflate");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let signed = format!(
+        "SAMLRequest={}&SigAlg={}",
+        enc(&b64.encode(deflated)),
+        enc("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+    );
+    let pem = std::fs::read_to_string(idp_tests::harness::certs_dev().join("spid-test-idp.key"))
+        .expect("the test IdP key");
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).expect("PKCS#8 RSA key");
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+    let signature = signer.sign(signed.as_bytes()).to_vec();
+    format!(
+        "{}/spid/slo?{signed}&Signature={}",
+        idp.base,
+        enc(&b64.encode(signature))
+    )
+}
+
+async fn the_spid_identity_provider_can_end_the_session(backend: Backend) {
+    let idp = start(backend).await;
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let back = spid_sign_in(&idp, &browser, &login, WHO).await;
+    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    let sid = claims["sid"].as_str().expect("sid").to_string();
+    let session = idp
+        .state
+        .sessions
+        .by_sid(&sid)
+        .await
+        .expect("cache")
+        .expect("live session");
+    let spid = session.spid.clone().expect("a SPID session");
+
+    let request = idp_logout_request(&idp, &spid.name_id, spid.session_index.as_deref());
+    let answer = hop(&browser, browser.http.get(&request), &request).await;
+    // The LogoutResponse goes back to the test IdP, and the session is over.
+    let test_idp = idp.spid_test_idp.clone().expect("test idp");
+    let to = answer.location.clone().unwrap_or_else(|| {
+        forms(&answer.body)
+            .first()
+            .map(|f| f.action.clone())
+            .unwrap_or_default()
+    });
+    assert!(
+        to.starts_with(&test_idp),
+        "{} {}",
+        answer.status,
+        answer.body
+    );
+    assert!(
+        idp.state
+            .sessions
+            .by_sid(&sid)
+            .await
+            .expect("cache")
+            .is_none()
+    );
+    let again = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    assert!(
+        again.body.contains("Entra con SPID"),
+        "signed out: the login page"
+    );
+
+    // The same request again is a replay; a forged one does not verify.
+    let replay = hop(&browser, browser.http.get(&request), &request).await;
+    assert_eq!(replay.status, 400);
+    assert_eq!(saml_rejections(&idp, "replayed").await, 1);
+    let forged =
+        idp_logout_request(&idp, "_someone-else", None).replacen("Signature=", "Signature=AA", 1);
+    let refused = hop(&browser, browser.http.get(&forged), &forged).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(saml_rejections(&idp, "bad_signature").await, 1);
+    idp.stop().await;
+}
+
 async fn the_enablement_request_carries_the_spid_level(backend: Backend) {
     let idp = start(backend).await;
     let fresh = Browser::new();
@@ -651,5 +764,6 @@ on_both_backends!(
     an_existing_password_account_is_linked_and_stepped_up,
     a_refused_response_gets_an_italian_page_and_is_counted,
     signing_out_reaches_the_spid_identity_provider,
+    the_spid_identity_provider_can_end_the_session,
     the_enablement_request_carries_the_spid_level,
 );
