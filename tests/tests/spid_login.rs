@@ -154,8 +154,7 @@ struct Hop {
     url: String,
 }
 
-async fn hop(browser: &Browser, request: reqwest::RequestBuilder, url: &str) -> Hop {
-    let _ = browser;
+async fn hop(request: reqwest::RequestBuilder, url: &str) -> Hop {
     let r = request.send().await.expect("request");
     let status = r.status().as_u16();
     let location = r
@@ -186,7 +185,7 @@ async fn browse(idp: &TestIdp, browser: &Browser, mut current: Hop, choose: &str
                     body: String::new(),
                 };
             }
-            current = hop(browser, browser.http.get(&next), &next).await;
+            current = hop(browser.http.get(&next), &next).await;
             continue;
         }
         let page_forms = forms(&current.body);
@@ -197,7 +196,7 @@ async fn browse(idp: &TestIdp, browser: &Browser, mut current: Hop, choose: &str
                 .any(|(n, _)| n == "SAMLResponse" || n == "SAMLRequest")
         }) {
             let action = absolute(&current.url, &f.action);
-            current = hop(browser, browser.http.post(&action).form(&f.fields), &action).await;
+            current = hop(browser.http.post(&action).form(&f.fields), &action).await;
             continue;
         }
         // The test IdP's page: choose the identity.
@@ -210,7 +209,7 @@ async fn browse(idp: &TestIdp, browser: &Browser, mut current: Hop, choose: &str
             } else {
                 browser.http.get(&action).query(&f.fields)
             };
-            current = hop(browser, request, &action).await;
+            current = hop(request, &action).await;
             continue;
         }
         return Page {
@@ -268,7 +267,7 @@ fn spid_link(idp: &TestIdp, login: &Page) -> String {
 /// From a login page, through SPID as `who`, to wherever the IdP sends the browser.
 async fn spid_sign_in(idp: &TestIdp, browser: &Browser, login: &Page, who: &str) -> Page {
     let link = spid_link(idp, login);
-    let first = hop(browser, browser.http.get(&link), &link).await;
+    let first = hop(browser.http.get(&link), &link).await;
     browse(idp, browser, first, who).await
 }
 
@@ -435,51 +434,10 @@ async fn an_existing_password_account_is_linked_and_stepped_up(backend: Backend)
 async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend) {
     let idp = start(backend).await;
     let browser = Browser::new();
-    let login = browser
-        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
-        .await;
     // Walk to the test IdP's Response without delivering it, then deliver it twice.
-    let link = spid_link(&idp, &login);
-    let mut current = hop(&browser, browser.http.get(&link), &link).await;
-    let test_idp = idp.spid_test_idp.clone().expect("test idp");
-    let response_form = loop {
-        if let Some(next) = current.location.clone() {
-            current = hop(&browser, browser.http.get(&next), &next).await;
-            continue;
-        }
-        let page_forms = forms(&current.body);
-        if let Some(f) = page_forms
-            .iter()
-            .find(|f| f.fields.iter().any(|(n, _)| n == "SAMLResponse"))
-        {
-            break HtmlForm {
-                action: absolute(&current.url, &f.action),
-                method: f.method.clone(),
-                fields: f.fields.clone(),
-            };
-        }
-        assert!(current.url.starts_with(&test_idp), "{}", current.url);
-        let f = identity_form(&page_forms, &current.body, WHO).expect("the identity's form");
-        let action = absolute(&current.url, &f.action);
-        current = if f.method.eq_ignore_ascii_case("post") {
-            hop(
-                &browser,
-                browser.http.post(&action).form(&f.fields),
-                &action,
-            )
-            .await
-        } else {
-            hop(
-                &browser,
-                browser.http.get(&action).query(&f.fields),
-                &action,
-            )
-            .await
-        };
-    };
+    let response_form = response_form(&idp, &browser, WHO).await;
     assert_eq!(response_form.action, idp.url("/spid/acs"));
     let first = hop(
-        &browser,
         browser
             .http
             .post(&response_form.action)
@@ -492,7 +450,6 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
     // Replayed: its request was answered already.
     let before = saml_rejections(&idp, "unknown_in_response_to").await;
     let again = hop(
-        &browser,
         browser
             .http
             .post(&response_form.action)
@@ -526,7 +483,6 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
         })
         .collect();
     let refused = hop(
-        &browser,
         browser.http.post(&response_form.action).form(&tampered),
         &response_form.action,
     )
@@ -541,9 +497,9 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
         .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
         .await;
     let link = spid_link(&idp, &login);
-    let mut current = hop(&fresh, fresh.http.get(&link), &link).await;
+    let mut current = hop(fresh.http.get(&link), &link).await;
     while let Some(next) = current.location.clone() {
-        current = hop(&fresh, fresh.http.get(&next), &next).await;
+        current = hop(fresh.http.get(&next), &next).await;
     }
     let mut f =
         identity_form(&forms(&current.body), &current.body, WHO).expect("the identity's form");
@@ -553,7 +509,7 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
         }
     }
     let action = absolute(&current.url, &f.action);
-    let answer = hop(&fresh, fresh.http.post(&action).form(&f.fields), &action).await;
+    let answer = hop(fresh.http.post(&action).form(&f.fields), &action).await;
     let cancelled = browse(&idp, &fresh, answer, WHO).await;
     assert_eq!(cancelled.status, 403, "{}", cancelled.body);
     assert!(cancelled.body.contains("Accesso con SPID non riuscito"));
@@ -571,6 +527,107 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
         .expect("audit");
     assert_eq!(failures.len(), 3);
     idp.stop().await;
+}
+
+/// Walks a browser to the test IdP's Response for `who` without delivering it.
+async fn response_form(idp: &TestIdp, browser: &Browser, who: &str) -> HtmlForm {
+    let login = browser
+        .follow(&authorize_url(idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let link = spid_link(idp, &login);
+    let mut current = hop(browser.http.get(&link), &link).await;
+    while let Some(next) = current.location.clone() {
+        current = hop(browser.http.get(&next), &next).await;
+    }
+    let f = identity_form(&forms(&current.body), &current.body, who).expect("identity form");
+    let action = absolute(&current.url, &f.action);
+    let answer = hop(browser.http.post(&action).form(&f.fields), &action).await;
+    let f = forms(&answer.body)
+        .into_iter()
+        .find(|f| f.fields.iter().any(|(n, _)| n == "SAMLResponse"))
+        .expect("the auto-post form");
+    HtmlForm {
+        action: absolute(&answer.url, &f.action),
+        method: f.method,
+        fields: f.fields,
+    }
+}
+
+async fn a_response_delivered_to_another_browser_is_refused(backend: Backend) {
+    let idp = start(backend).await;
+    let victim = Browser::new();
+    let attacker = Browser::new();
+    // The attacker's own valid Response, delivered through the victim's browser.
+    let form = response_form(&idp, &attacker, WHO).await;
+    let r = hop(
+        victim.http.post(&form.action).form(&form.fields),
+        &form.action,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("non è stato avviato da questo browser"),
+        "{}",
+        r.body
+    );
+    assert_eq!(saml_rejections(&idp, "browser_binding").await, 1);
+    assert_eq!(idp.state.store.count_accounts().await.expect("count"), 0);
+    idp.stop().await;
+}
+
+async fn spid_routes_answer_as_configured(backend: Backend) {
+    let idp = start(backend).await;
+    let metadata = http()
+        .get(idp.url("/spid/metadata"))
+        .send()
+        .await
+        .expect("metadata");
+    assert_eq!(metadata.status().as_u16(), 200);
+    let xml = metadata.text().await.expect("text");
+    assert!(
+        xml.contains(&format!("entityID=\"{}/spid\"", idp.base)),
+        "{xml}"
+    );
+    assert!(xml.contains(&idp.url("/spid/acs")));
+    // An identity provider not in the registry.
+    let unknown = http()
+        .get(idp.url("/spid/login?idp=https%3A%2F%2Fevil.example&request="))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(unknown.status().as_u16(), 400);
+    assert!(
+        unknown
+            .text()
+            .await
+            .expect("text")
+            .contains("non è tra quelli disponibili")
+    );
+    // A parked request that does not exist.
+    let test_idp = enc(&idp.spid_test_idp.clone().expect("test idp"));
+    let expired = http()
+        .get(idp.url(&format!("/spid/login?idp={test_idp}&request=nope")))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(expired.status().as_u16(), 400);
+    idp.stop().await;
+
+    // SPID off: no button, no routes.
+    let plain = TestIdp::start(backend, vec![client("pago-in-rete", None)]).await;
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&plain, "pago-in-rete", ""), &plain.base)
+        .await;
+    assert!(login.body.contains("name=\"password\""));
+    assert!(!login.body.contains("Entra con SPID"));
+    let metadata = http()
+        .get(plain.url("/spid/metadata"))
+        .send()
+        .await
+        .expect("metadata");
+    assert_eq!(metadata.status().as_u16(), 404);
+    plain.stop().await;
 }
 
 async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
@@ -596,7 +653,7 @@ async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
         idp.base,
         enc(POST_LOGOUT)
     );
-    let first = hop(&fresh, fresh.http.get(&logout), &logout).await;
+    let first = hop(fresh.http.get(&logout), &logout).await;
     let test_idp = idp.spid_test_idp.clone().expect("test idp");
     // The LogoutRequest goes to the test IdP (a redirect, or a form posting there).
     let to_idp = first.location.clone().unwrap_or_else(|| {
@@ -689,7 +746,7 @@ async fn the_spid_identity_provider_can_end_the_session(backend: Backend) {
     let spid = session.spid.clone().expect("a SPID session");
 
     let request = idp_logout_request(&idp, &spid.name_id, spid.session_index.as_deref());
-    let answer = hop(&browser, browser.http.get(&request), &request).await;
+    let answer = hop(browser.http.get(&request), &request).await;
     // The LogoutResponse goes back to the test IdP, and the session is over.
     let test_idp = idp.spid_test_idp.clone().expect("test idp");
     let to = answer.location.clone().unwrap_or_else(|| {
@@ -721,12 +778,12 @@ async fn the_spid_identity_provider_can_end_the_session(backend: Backend) {
     );
 
     // The same request again is a replay; a forged one does not verify.
-    let replay = hop(&browser, browser.http.get(&request), &request).await;
+    let replay = hop(browser.http.get(&request), &request).await;
     assert_eq!(replay.status, 400);
     assert_eq!(saml_rejections(&idp, "replayed").await, 1);
     let forged =
         idp_logout_request(&idp, "_someone-else", None).replacen("Signature=", "Signature=AA", 1);
-    let refused = hop(&browser, browser.http.get(&forged), &forged).await;
+    let refused = hop(browser.http.get(&forged), &forged).await;
     assert_eq!(refused.status, 400);
     assert_eq!(saml_rejections(&idp, "bad_signature").await, 1);
     idp.stop().await;
@@ -766,4 +823,6 @@ on_both_backends!(
     signing_out_reaches_the_spid_identity_provider,
     the_spid_identity_provider_can_end_the_session,
     the_enablement_request_carries_the_spid_level,
+    a_response_delivered_to_another_browser_is_refused,
+    spid_routes_answer_as_configured,
 );
