@@ -16,12 +16,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 
 
 # SPID service-provider signing certificate for a public SP, as Avviso SPID n.29 v3
 # requires: subject with commonName, organizationName, organizationIdentifier
-# "PA:IT-<IPA code>", countryName IT, localityName; certificatePolicies agIDcert
+# "PA:IT-<IPA code>", countryName IT, localityName, uri (2.5.4.83) = the SP's entity ID
+# (here the demo's); basicConstraints CA:FALSE, not critical; certificatePolicies agIDcert
 # (1.3.76.16.6) and spid-publicsector-SP (1.3.76.16.4.2.1); keyUsage digitalSignature and
 # nonRepudiation, critical; RSA 3072, SHA-256. The IPA code is a placeholder.
 cat > spid-sp.cnf <<'CNF'
 oid_section = spid_oids
 [spid_oids]
+uri = 2.5.4.83
 agIDcert = 1.3.76.16.6
 spid-publicsector-SP = 1.3.76.16.4.2.1
 [req]
@@ -35,8 +37,9 @@ organizationName = Ministero dell\'istruzione e del merito (DEVELOPMENT ONLY)
 organizationIdentifier = PA:IT-m_pi
 countryName = IT
 localityName = Roma
+uri = http://127.0.0.1:8080/spid
 [spid_sp]
-basicConstraints = critical,CA:FALSE
+basicConstraints = CA:FALSE
 keyUsage = critical,digitalSignature,nonRepudiation
 certificatePolicies = @agid_policy,@spid_policy
 subjectKeyIdentifier = hash

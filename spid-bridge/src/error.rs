@@ -15,8 +15,6 @@ pub enum Error {
     UnknownIdp(String),
     #[error("the identity provider {0} has no endpoint for this binding")]
     NoEndpoint(String),
-    #[error("not built yet: {0}")]
-    NotBuilt(&'static str),
 }
 
 /// A refused response: `reason` is a short stable label (metrics, logs, tests),

@@ -30,8 +30,8 @@ pub fn parse_document(xml: &str) -> Check<Document<'_>> {
     })
 }
 
-/// What the first, unsigned-context pass finds: the IdP that claims to answer and the
-/// request it answers (not yet trusted).
+/// What the first pass, before any signature is verified, finds: the IdP the Response
+/// names as its Issuer (whose certificates will verify it).
 pub struct Envelope<'a> {
     pub idp: &'a IdentityProvider,
 }

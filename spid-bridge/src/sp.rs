@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::authn::{PendingRequest, authn_request_xml, request_key};
@@ -15,7 +15,7 @@ use crate::slo;
 use crate::xml::{self, KeyPair, NS_ASSERTION, NS_PROTOCOL, child};
 use crate::{Comparison, Error, IdpRegistry, Rejection, SamlState, SpidLevel};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct SpConfig {
     pub entity_id: String,
     pub acs_url: String,
@@ -33,6 +33,23 @@ pub struct SpConfig {
     pub comparison: Comparison,
     pub clock_skew_secs: u64,
     pub request_ttl_secs: u64,
+}
+
+/// The private key never prints.
+impl std::fmt::Debug for SpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpConfig")
+            .field("entity_id", &self.entity_id)
+            .field("acs_url", &self.acs_url)
+            .field("slo_url", &self.slo_url)
+            .field("key_pem", &"<redacted>")
+            .field("organization_name", &self.organization_name)
+            .field("ipa_code", &self.ipa_code)
+            .field("comparison", &self.comparison)
+            .field("clock_skew_secs", &self.clock_skew_secs)
+            .field("request_ttl_secs", &self.request_ttl_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +204,9 @@ impl ServiceProvider {
         }
         .ok_or_else(|| Error::NoEndpoint(idp.entity_id.clone()))?;
         let id = xml::random_id();
-        let now = Utc::now();
+        // Whole seconds: the request says IssueInstant to the second, and the response's
+        // instants are compared with what the request said.
+        let now = Utc::now().trunc_subsecs(0);
         let pending = PendingRequest {
             id: id.clone(),
             idp_entity_id: idp.entity_id.clone(),
@@ -386,7 +405,11 @@ impl ServiceProvider {
         state: &dyn SamlState,
         form_or_query: &SamlMessage,
     ) -> Result<String, Rejection> {
-        slo::finish_logout(self, state, form_or_query).await
+        let result = slo::finish_logout(self, state, form_or_query).await;
+        if let Err(r) = &result {
+            tracing::warn!(reason = r.reason, detail = %r.detail, "SPID LogoutResponse rejected");
+        }
+        result
     }
 
     /// An IdP-initiated LogoutRequest: validated; returns the session it names and the
@@ -396,7 +419,11 @@ impl ServiceProvider {
         state: &dyn SamlState,
         msg: &SamlMessage,
     ) -> Result<(SpidSessionRef, OutgoingMessage), Rejection> {
-        slo::handle_logout_request(self, state, msg).await
+        let result = slo::handle_logout_request(self, state, msg).await;
+        if let Err(r) = &result {
+            tracing::warn!(reason = r.reason, detail = %r.detail, "SPID LogoutRequest rejected");
+        }
+        result
     }
 
     pub(crate) fn decode_message(

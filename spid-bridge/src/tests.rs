@@ -339,6 +339,19 @@ async fn signature_wrapping_variants_with_namespaces_are_refused() {
         reason(submit(&e, &wrapped, &req).await),
         "signature_wrapping"
     );
+    // 6. An evil unsigned assertion added inside a genuine signed Response, and one
+    //    replacing its signed assertion.
+    let genuine_assertion = assertion_of(&genuine);
+    let added = genuine.replace(
+        &genuine_assertion,
+        &format!("{genuine_assertion}{}", evil_assertion(&req)),
+    );
+    assert_eq!(reason(submit(&e, &added, &req).await), "signature_wrapping");
+    let replaced = genuine.replace(&genuine_assertion, &evil_assertion(&req));
+    assert_eq!(
+        reason(submit(&e, &replaced, &req).await),
+        "unsigned_assertion"
+    );
     // None of the attempts consumed the request: the genuine answer still works.
     assert_eq!(reason(submit(&e, &genuine, &req).await), "accepted");
 }
@@ -527,4 +540,50 @@ async fn the_sp_metadata_is_signed_and_complete() {
         assert!(md.contains(&format!("Name=\"{a}\"")), "{a}");
     }
     assert!(md.contains("<spid:IPACode>m_pi</spid:IPACode><spid:Public/>"));
+}
+
+#[tokio::test]
+async fn the_old_urn_form_of_the_level_is_refused() {
+    let e = env();
+    let req = start(&e, SpidLevel::L1, Binding::HttpRedirect).await;
+    let mut s = spec(&req, SpidLevel::L1);
+    s.class_ref_override = Some("urn:oasis:names:tc:SAML:2.0:ac:classes:SpidL1".into());
+    assert_eq!(
+        reason(submit(&e, &build_response(&e.signer, &s).expect("b"), &req).await),
+        "authn_context"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_relay_state_is_refused() {
+    let e = env();
+    let req = start(&e, SpidLevel::L1, Binding::HttpRedirect).await;
+    let xml = build_response(&e.signer, &spec(&req, SpidLevel::L1)).expect("b");
+    let r =
+        e.sp.finish_login(&e.state, &xml::b64_encode(xml.as_bytes()), Some("other"))
+            .await;
+    assert_eq!(reason(r), "relay_state");
+}
+
+#[test]
+fn comparisons_decide_which_levels_satisfy_a_request() {
+    use SpidLevel::*;
+    assert!(Comparison::Minimum.accepts(L2, L3) && !Comparison::Minimum.accepts(L2, L1));
+    assert!(Comparison::Exact.accepts(L2, L2) && !Comparison::Exact.accepts(L2, L3));
+    assert!(Comparison::Better.accepts(L1, L2) && !Comparison::Better.accepts(L2, L2));
+    assert!(Comparison::Maximum.accepts(L2, L1) && !Comparison::Maximum.accepts(L2, L3));
+    assert_eq!(
+        SpidLevel::from_acr("https://www.spid.gov.it/SpidL2"),
+        Some(L2)
+    );
+    assert_eq!(
+        SpidLevel::from_saml_class_ref("urn:oasis:names:tc:SAML:2.0:ac:classes:SpidL2"),
+        None
+    );
+}
+
+#[test]
+fn the_private_key_never_prints() {
+    let dbg = format!("{:?}", sp_config());
+    assert!(!dbg.contains("PRIVATE KEY") && dbg.contains("redacted"));
 }

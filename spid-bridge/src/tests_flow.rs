@@ -380,3 +380,47 @@ fn the_registry_reads_entities_descriptors_with_italian_names_and_signing_keys_o
     assert!(z.sso_post_url.is_none());
     assert!(IdpRegistry::from_metadata_xml(&["<!DOCTYPE x []><x/>".to_string()]).is_err());
 }
+
+#[tokio::test]
+async fn signing_out_at_the_test_idp_sends_the_sp_a_logout_request_it_accepts() {
+    let w = world();
+    let login = sign_in(&w, SpidLevel::L1, Binding::HttpRedirect, 0, SpidLevel::L1)
+        .await
+        .expect("accepted");
+    let list = w
+        .idp
+        .clone()
+        .oneshot(Request::get("/logout").body(Body::empty()).expect("req"))
+        .await
+        .expect("page");
+    let html = body(list).await;
+    assert!(html.contains("Mario Rossi"));
+    let sid = field(&html, "session").expect("session");
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("session", &sid)
+        .finish();
+    let started = w
+        .idp
+        .clone()
+        .oneshot(
+            Request::post("/logout")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form))
+                .expect("req"),
+        )
+        .await
+        .expect("logout");
+    let html = body(started).await;
+    let msg = SamlMessage::Post {
+        saml: field(&html, "SAMLRequest").expect("LogoutRequest"),
+        relay_state: field(&html, "RelayState"),
+    };
+    let (named, answer) =
+        w.sp.handle_logout_request(&w.state, &msg)
+            .await
+            .expect("valid");
+    assert_eq!(named.name_id, login.session.name_id);
+    assert_eq!(named.session_index, login.session.session_index);
+    let done = body(send_to_idp(&w, answer).await).await;
+    assert!(done.contains("Uscita completata"));
+}

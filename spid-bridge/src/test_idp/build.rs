@@ -41,6 +41,8 @@ pub struct ResponseSpec {
     pub sign_response: bool,
     /// None: Success. Some(anomaly code): Responder/AuthnFailed with "ErrorCode nrNN".
     pub anomaly: Option<u32>,
+    /// Sends this AuthnContextClassRef instead of the level's (tests of odd values).
+    pub class_ref_override: Option<String>,
 }
 
 impl ResponseSpec {
@@ -70,6 +72,7 @@ impl ResponseSpec {
             sign_assertion: true,
             sign_response: true,
             anomaly: None,
+            class_ref_override: None,
         }
     }
 }
@@ -119,7 +122,10 @@ fn assertion_xml(s: &ResponseSpec, signature: &str) -> String {
         nb = instant(s.not_before),
         sp = esc(&s.sp_entity_id),
         si = esc(&s.session_index),
-        acr = s.level.saml_class_ref(),
+        acr = esc(s
+            .class_ref_override
+            .as_deref()
+            .unwrap_or(s.level.saml_class_ref())),
         attrs = attrs,
     )
 }

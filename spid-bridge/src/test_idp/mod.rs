@@ -99,6 +99,9 @@ pub(crate) struct IdpState {
     pub sps: Vec<SpInfo>,
     /// Requests shown on the page and not yet answered, by an opaque token.
     pub pending: Mutex<HashMap<String, web::ShownRequest>>,
+    /// Sessions it signed responses for, so that the tester can sign out at the IdP
+    /// (IdP-initiated single logout).
+    pub sessions: Mutex<Vec<web::IssuedSession>>,
 }
 
 /// The IdP's signed metadata, as `/metadata` serves it (for `IdpRegistry`).
@@ -108,7 +111,7 @@ pub fn metadata_xml(config: &TestIdpConfig) -> Result<String, Error> {
 }
 
 /// The test IdP's routes: `/metadata`, `/sso` (Redirect and POST), `/sso/answer`, `/slo`,
-/// `/static/autopost.js`.
+/// `/logout` (sign out at the IdP: SLO towards the SP), `/static/autopost.js`.
 pub fn router(config: TestIdpConfig) -> Result<Router, Error> {
     let base_url = config.base_url.trim_end_matches('/').to_string();
     let signer = IdpSigner::from_pem(&config.key_pem, &config.cert_pem)?;
@@ -124,6 +127,7 @@ pub fn router(config: TestIdpConfig) -> Result<Router, Error> {
         metadata,
         sps,
         pending: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(Vec::new()),
     });
     Ok(web::routes(state))
 }

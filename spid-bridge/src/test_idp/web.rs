@@ -31,6 +31,15 @@ pub(crate) struct ShownRequest {
     relay_state: Option<String>,
 }
 
+/// A session the IdP opened at an SP (for IdP-initiated logout).
+#[derive(Clone, Debug)]
+pub(crate) struct IssuedSession {
+    sp: SpInfo,
+    person: String,
+    name_id: String,
+    session_index: String,
+}
+
 type Shared = Arc<IdpState>;
 
 pub(crate) fn routes(state: Shared) -> Router {
@@ -39,6 +48,7 @@ pub(crate) fn routes(state: Shared) -> Router {
         .route("/sso", get(sso_redirect).post(sso_post))
         .route("/sso/answer", post(answer))
         .route("/slo", get(slo_redirect).post(slo_post))
+        .route("/logout", get(logout_page).post(logout_start))
         .route("/static/autopost.js", get(autopost_js))
         .with_state(state)
 }
@@ -322,6 +332,16 @@ async fn answer(State(s): State<Shared>, Form(f): Form<HashMap<String, String>>)
     );
     if f.get("action").map(String::as_str) == Some("cancel") {
         spec.anomaly = Some(25);
+    } else if let Ok(mut sessions) = s.sessions.lock() {
+        if sessions.len() > 1000 {
+            sessions.clear();
+        }
+        sessions.push(IssuedSession {
+            sp: req.sp.clone(),
+            person: format!("{} {}", identity.name, identity.family_name),
+            name_id: spec.name_id.clone(),
+            session_index: spec.session_index.clone(),
+        });
     }
     let xml = match build_response(&s.signer, &spec) {
         Ok(x) => x,
@@ -435,6 +455,90 @@ fn logout(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Errore",
                 "<p>Impossibile firmare la risposta.</p>",
+                false,
+            )
+        }
+    }
+}
+
+async fn logout_page(State(s): State<Shared>) -> Response {
+    let sessions = s.sessions.lock().map(|v| v.clone()).unwrap_or_default();
+    if sessions.is_empty() {
+        return page(
+            StatusCode::OK,
+            "Esci da SPID",
+            "<p>Nessuna sessione aperta presso questo IdP.</p>",
+            false,
+        );
+    }
+    let mut items = String::new();
+    for se in &sessions {
+        items.push_str(&format!(
+            r#"<li><form method="post" action="/logout"><input type="hidden" name="session" value="{sid}">{person} presso {sp} <button type="submit">Esci</button></form></li>"#,
+            sid = esc(&se.session_index),
+            person = esc(&se.person),
+            sp = esc(&se.sp.name),
+        ));
+    }
+    page(
+        StatusCode::OK,
+        "Esci da SPID",
+        &format!("<p>Sessioni aperte:</p><ul>{items}</ul>"),
+        false,
+    )
+}
+
+/// IdP-initiated single logout: a signed LogoutRequest to the SP (HTTP-POST when the SP
+/// offers it, else HTTP-Redirect).
+async fn logout_start(State(s): State<Shared>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let sid = f.get("session").cloned().unwrap_or_default();
+    let session = s.sessions.lock().ok().and_then(|mut v| {
+        let i = v.iter().position(|se| se.session_index == sid)?;
+        Some(v.remove(i))
+    });
+    let Some(se) = session else {
+        return error_page("Sessione sconosciuta o già chiusa.");
+    };
+    let (binding, destination) = match (&se.sp.slo_post_url, &se.sp.slo_redirect_url) {
+        (Some(p), _) => (Binding::HttpPost, p.clone()),
+        (None, Some(r)) => (Binding::HttpRedirect, r.clone()),
+        (None, None) => return error_page("Il servizio non ha un indirizzo di uscita."),
+    };
+    let spid_session = crate::SpidSession {
+        idp_entity_id: s.base_url.clone(),
+        name_id: se.name_id,
+        name_id_qualifier: Some(s.base_url.clone()),
+        session_index: Some(se.session_index),
+    };
+    let id = xml::random_id();
+    let now = Utc::now();
+    let keys = &s.signer.0;
+    let unsigned =
+        crate::slo::logout_request_xml(&s.base_url, &id, now, &destination, &spid_session, "");
+    let templated = crate::slo::logout_request_xml(
+        &s.base_url,
+        &id,
+        now,
+        &destination,
+        &spid_session,
+        &keys.signature_template(&id),
+    );
+    match crate::binding::encode(
+        keys,
+        binding,
+        &destination,
+        "SAMLRequest",
+        &unsigned,
+        &templated,
+        Some(&xml::random_token()),
+    ) {
+        Ok(msg) => send(msg, "Uscita in corso"),
+        Err(e) => {
+            tracing::error!(error = %e, "test IdP: cannot sign the logout request");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Errore",
+                "<p>Impossibile firmare la richiesta.</p>",
                 false,
             )
         }
