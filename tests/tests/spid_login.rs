@@ -781,6 +781,36 @@ async fn the_spid_identity_provider_can_end_the_session(backend: Backend) {
     let replay = hop(browser.http.get(&request), &request).await;
     assert_eq!(replay.status, 400);
     assert_eq!(saml_rejections(&idp, "replayed").await, 1);
+
+    // From the test IdP's own "Esci" (its LogoutRequest by HTTP-POST).
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let back = spid_sign_in(&idp, &browser, &login, WHO).await;
+    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    let sid = claims["sid"].as_str().expect("sid").to_string();
+    let page_url = format!("{test_idp}/logout");
+    let page = hop(browser.http.get(&page_url), &page_url).await;
+    // The newest of the sessions it lists (the first one ended above, unknown to it).
+    let f = forms(&page.body)
+        .into_iter()
+        .rfind(|f| f.fields.iter().any(|(n, _)| n == "session"))
+        .expect("the test IdP lists the session");
+    let action = absolute(&page_url, &f.action);
+    let sent = hop(browser.http.post(&action).form(&f.fields), &action).await;
+    let done = browse(&idp, &browser, sent, WHO).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        idp.state
+            .sessions
+            .by_sid(&sid)
+            .await
+            .expect("cache")
+            .is_none()
+    );
+    assert_eq!(saml_rejections(&idp, "bad_signature").await, 0);
+
     let forged =
         idp_logout_request(&idp, "_someone-else", None).replacen("Signature=", "Signature=AA", 1);
     let refused = hop(browser.http.get(&forged), &forged).await;
