@@ -11,7 +11,9 @@ use idp_core::password::Password;
 
 use crate::state::AppState;
 
-/// The demo's ready account. Development only: the password is printed at start.
+/// The demo's ready account. Development only: the password is printed at start. Its
+/// fiscal code is the SPID test IdP's Mario Rossi, so "Entra con SPID" as him signs in
+/// to this same account (linked by the fiscal code).
 pub const DEMO_USERNAME: &str = "mario.rossi";
 pub const DEMO_PASSWORD: &str = "Demo-Scuola-2026!";
 
@@ -24,11 +26,11 @@ pub async fn seed_account(state: &AppState) -> anyhow::Result<()> {
         None => {
             let new = NewAccount {
                 kind: AccountKind::Registered,
-                fiscal_code: Some(FiscalCode::parse("RSSMRA85T10A562S")?),
+                fiscal_code: Some(FiscalCode::parse("RSSMRA80A01H501U")?),
                 given_name: "Mario".into(),
                 family_name: "Rossi".into(),
-                birth_date: chrono::NaiveDate::from_ymd_opt(1985, 12, 10),
-                birth_place: Some("San Giuliano Terme".into()),
+                birth_date: chrono::NaiveDate::from_ymd_opt(1980, 1, 1),
+                birth_place: Some("Roma".into()),
                 sex: Some(Sex::Male),
                 personal_email: Some(Email::parse("mario.rossi@example.org")?),
                 institutional_email: None,
