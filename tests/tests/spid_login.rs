@@ -431,6 +431,68 @@ async fn an_existing_password_account_is_linked_and_stepped_up(backend: Backend)
     idp.stop().await;
 }
 
+/// The test IdP's page for the SPID link of a login page: it says the level asked.
+async fn test_idp_page(idp: &TestIdp, browser: &Browser, login: &Page) -> Hop {
+    let link = spid_link(idp, login);
+    let mut current = hop(browser.http.get(&link), &link).await;
+    while let Some(next) = current.location.clone() {
+        current = hop(browser.http.get(&next), &next).await;
+    }
+    current
+}
+
+async fn an_l1_session_steps_up_to_l2(backend: Backend) {
+    let idp = TestIdp::start_with_spid(backend, vec![client("pago-in-rete", None)], |c| {
+        c.spid.default_level = idp_server::config::SpidLevelName::SpidL1;
+    })
+    .await;
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let at_idp = test_idp_page(&idp, &browser, &login).await;
+    assert!(
+        at_idp.body.contains("<strong>SPID livello 1</strong>"),
+        "{}",
+        at_idp.body
+    );
+    let back = browse(&idp, &browser, at_idp, WHO).await;
+    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    assert_eq!(claims["acr"], idp_core::oidc::ACR_SPID_L1);
+    let (sub, sid) = (claims["sub"].clone(), claims["sid"].clone());
+
+    let l2 = format!("&acr_values={}", enc(ACR_SPID_L2));
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", &l2), &idp.base)
+        .await;
+    assert!(login.body.contains("livello 2"), "{}", login.body);
+    assert!(!login.body.contains("name=\"password\""));
+    let at_idp = test_idp_page(&idp, &browser, &login).await;
+    assert!(
+        at_idp.body.contains("<strong>SPID livello 2</strong>"),
+        "{}",
+        at_idp.body
+    );
+    let back = browse(&idp, &browser, at_idp, WHO).await;
+    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    assert_eq!(claims["acr"], ACR_SPID_L2);
+    assert_eq!((claims["sub"].clone(), claims["sid"].clone()), (sub, sid));
+
+    // prompt=none cannot step up: login_required, back to the client.
+    let l3 = format!(
+        "&acr_values={}&prompt=none",
+        enc(idp_core::oidc::ACR_SPID_L3)
+    );
+    let refused = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", &l3), &idp.base)
+        .await;
+    assert_eq!(
+        query_param(&refused.url, "error").as_deref(),
+        Some("login_required")
+    );
+    idp.stop().await;
+}
+
 async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend) {
     let idp = start(backend).await;
     let browser = Browser::new();
@@ -849,6 +911,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     a_person_signs_in_with_spid_and_gets_an_account,
     an_existing_password_account_is_linked_and_stepped_up,
+    an_l1_session_steps_up_to_l2,
     a_refused_response_gets_an_italian_page_and_is_counted,
     signing_out_reaches_the_spid_identity_provider,
     the_spid_identity_provider_can_end_the_session,
