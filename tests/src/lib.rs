@@ -64,3 +64,4 @@ impl TestDatabase {
 }
 
 pub mod harness;
+pub mod spid;
