@@ -24,6 +24,7 @@ pub mod registration;
 pub mod role;
 pub mod secret;
 pub mod security_check;
+pub mod spid_link;
 pub mod sso;
 pub mod store;
 

@@ -27,6 +27,40 @@ pub struct SsoSession {
     /// same second (prompt=login, acr_values).
     #[serde(default)]
     pub authenticated_at_ms: i64,
+    /// How the person signed in (the level is in `acr`).
+    #[serde(default)]
+    pub method: SignInMethod,
+    /// For a SPID sign-in: what single logout towards the SPID identity provider needs.
+    #[serde(default)]
+    pub spid: Option<SpidSessionInfo>,
+}
+
+/// How the person proved who they are.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SignInMethod {
+    #[default]
+    Password,
+    Spid,
+}
+
+/// The SAML session at the SPID identity provider: its entity id, the NameID it gave
+/// and the SessionIndex, named again in the LogoutRequest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SpidSessionInfo {
+    pub idp_entity_id: String,
+    pub name_id: String,
+    pub name_id_qualifier: Option<String>,
+    pub session_index: Option<String>,
+}
+
+/// How a session starts: its `acr`, `amr` and method, and the SPID session if any.
+#[derive(Clone, Debug)]
+pub struct SessionStart {
+    pub acr: String,
+    pub amr: Vec<String>,
+    pub method: SignInMethod,
+    pub spid: Option<SpidSessionInfo>,
 }
 
 #[derive(Clone)]
@@ -47,6 +81,11 @@ fn clients_key(sid: &str) -> String {
 fn account_key(account_id: &str) -> String {
     format!("sso-account:{account_id}")
 }
+/// The SPID identity provider names a session by its NameID (IdP-initiated logout).
+fn spid_key(idp_entity_id: &str, name_id: &str) -> String {
+    let named = format!("{idp_entity_id}\n{name_id}");
+    format!("sso-spid:{}", TokenHash::of(&named).as_str())
+}
 
 impl Sessions {
     pub fn new(cache: Arc<dyn Cache>, ttl: Duration) -> Self {
@@ -57,12 +96,30 @@ impl Sessions {
         self.ttl
     }
 
-    /// Starts a session; the returned secret goes in the browser's cookie.
+    /// Starts a password session; the returned secret goes in the browser's cookie.
     pub async fn start(
         &self,
         account_id: &str,
         acr: &str,
         amr: Vec<String>,
+    ) -> Result<(Secret, SsoSession)> {
+        self.start_with(
+            account_id,
+            SessionStart {
+                acr: acr.to_string(),
+                amr,
+                method: SignInMethod::Password,
+                spid: None,
+            },
+        )
+        .await
+    }
+
+    /// Starts a session of any method; a SPID one is also findable by its NameID.
+    pub async fn start_with(
+        &self,
+        account_id: &str,
+        how: SessionStart,
     ) -> Result<(Secret, SsoSession)> {
         let token = generate_token();
         let at = now();
@@ -70,12 +127,23 @@ impl Sessions {
             sid: uuid::Uuid::new_v4().to_string(),
             account_id: account_id.to_string(),
             auth_time: at,
-            acr: acr.to_string(),
-            amr,
+            acr: how.acr,
+            amr: how.amr,
             created_at: at,
             authenticated_at_ms: chrono::Utc::now().timestamp_millis(),
+            method: how.method,
+            spid: how.spid,
         };
         put_json(&*self.cache, &session_key(&session.sid), &session, self.ttl).await?;
+        if let Some(spid) = &session.spid {
+            self.cache
+                .put(
+                    &spid_key(&spid.idp_entity_id, &spid.name_id),
+                    session.sid.as_bytes(),
+                    self.ttl,
+                )
+                .await?;
+        }
         self.cache
             .put(
                 &cookie_key(token.expose()),
@@ -89,6 +157,36 @@ impl Sessions {
         Ok((token, session))
     }
 
+    /// A new sign-in of the same account within a live session (a step-up): the
+    /// session keeps its sid and its clients and takes the new method and level.
+    pub async fn reauthenticate(&self, sid: &str, how: SessionStart) -> Result<Option<SsoSession>> {
+        let Some(mut session) = self.by_sid(sid).await? else {
+            return Ok(None);
+        };
+        if let Some(old) = &session.spid {
+            self.cache
+                .delete(&spid_key(&old.idp_entity_id, &old.name_id))
+                .await?;
+        }
+        session.auth_time = now();
+        session.authenticated_at_ms = chrono::Utc::now().timestamp_millis();
+        session.acr = how.acr;
+        session.amr = how.amr;
+        session.method = how.method;
+        session.spid = how.spid;
+        put_json(&*self.cache, &session_key(sid), &session, self.ttl).await?;
+        if let Some(spid) = &session.spid {
+            self.cache
+                .put(
+                    &spid_key(&spid.idp_entity_id, &spid.name_id),
+                    sid.as_bytes(),
+                    self.ttl,
+                )
+                .await?;
+        }
+        Ok(Some(session))
+    }
+
     /// The live session a cookie token names, if any.
     pub async fn find(&self, token: &str) -> Result<Option<SsoSession>> {
         let Some(sid) = self.cache.get(&cookie_key(token)).await? else {
@@ -100,6 +198,22 @@ impl Sessions {
 
     pub async fn by_sid(&self, sid: &str) -> Result<Option<SsoSession>> {
         get_json(&*self.cache, &session_key(sid)).await
+    }
+
+    /// The live session a SPID identity provider names by its NameID, if any.
+    pub async fn by_spid_name_id(
+        &self,
+        idp_entity_id: &str,
+        name_id: &str,
+    ) -> Result<Option<SsoSession>> {
+        let Some(sid) = self.cache.get(&spid_key(idp_entity_id, name_id)).await? else {
+            return Ok(None);
+        };
+        let sid = String::from_utf8_lossy(&sid).to_string();
+        Ok(self
+            .by_sid(&sid)
+            .await?
+            .filter(|s| s.spid.as_ref().is_some_and(|x| x.name_id == name_id)))
     }
 
     /// Records that a client received tokens within this session.
@@ -139,6 +253,11 @@ impl Sessions {
         self.cache
             .set_remove(&account_key(&session.account_id), sid)
             .await?;
+        if let Some(spid) = &session.spid {
+            self.cache
+                .delete(&spid_key(&spid.idp_entity_id, &spid.name_id))
+                .await?;
+        }
         Ok(Some((session, clients)))
     }
 
@@ -173,6 +292,62 @@ mod tests {
         assert_eq!(clients, ["governance", "pago-in-rete"]);
         assert_eq!(s.find(token.expose()).await.unwrap(), None);
         assert!(s.of_account("acc-1").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_spid_session_is_found_by_its_name_id_until_it_ends() {
+        let s = sessions();
+        let spid = SpidSessionInfo {
+            idp_entity_id: "https://idp.example".into(),
+            name_id: "_abc".into(),
+            name_id_qualifier: None,
+            session_index: Some("_s1".into()),
+        };
+        let (_, session) = s
+            .start_with(
+                "acc-1",
+                SessionStart {
+                    acr: "https://www.spid.gov.it/SpidL2".into(),
+                    amr: vec!["spid".into()],
+                    method: SignInMethod::Spid,
+                    spid: Some(spid),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(session.method, SignInMethod::Spid);
+        let found = s
+            .by_spid_name_id("https://idp.example", "_abc")
+            .await
+            .unwrap();
+        assert_eq!(found, Some(session.clone()));
+        let stepped = s
+            .reauthenticate(
+                &session.sid,
+                SessionStart {
+                    acr: "https://www.spid.gov.it/SpidL3".into(),
+                    amr: vec!["spid".into()],
+                    method: SignInMethod::Spid,
+                    spid: session.spid.clone(),
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stepped.sid, session.sid);
+        assert_eq!(stepped.acr, "https://www.spid.gov.it/SpidL3");
+        let session = stepped;
+        assert_eq!(
+            s.by_spid_name_id("https://other", "_abc").await.unwrap(),
+            None
+        );
+        s.end(&session.sid).await.unwrap();
+        assert_eq!(
+            s.by_spid_name_id("https://idp.example", "_abc")
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]

@@ -34,6 +34,8 @@ pub struct Config {
     pub keys: KeysConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub spid: SpidConfig,
     /// Clients registered at start (`[[clients]]`), with fixed secrets: development
     /// and tests only.
     #[serde(default)]
@@ -341,6 +343,158 @@ impl Default for AuditConfig {
     }
 }
 
+/// A SPID assurance level as the configuration names it.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SpidLevelName {
+    SpidL1,
+    #[default]
+    SpidL2,
+    SpidL3,
+}
+
+/// The `Comparison` of the AuthnRequest's RequestedAuthnContext.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SpidComparison {
+    Exact,
+    #[default]
+    Minimum,
+    Better,
+    Maximum,
+}
+
+/// The SAML binding AuthnRequests and LogoutRequests are sent with.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SpidBinding {
+    #[default]
+    Redirect,
+    Post,
+}
+
+/// `[spid]`: sign-in with SPID through the SAML service provider (`spid-bridge`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpidConfig {
+    pub enabled: bool,
+    /// The SP's entity id; default `{server.public_url}/spid`. The ACS and SLO URLs
+    /// are always `{server.public_url}/spid/acs` and `/spid/slo`.
+    pub entity_id: Option<String>,
+    /// The SP's signing key (PEM, PKCS#8 RSA) and certificate (PEM).
+    pub key: PathBuf,
+    pub cert: PathBuf,
+    /// The administration's code in the IPA index (public SP).
+    pub ipa_code: String,
+    pub organization_name: String,
+    pub organization_display_name: String,
+    pub organization_url: String,
+    pub contact_email: String,
+    pub contact_phone: Option<String>,
+    pub comparison: SpidComparison,
+    /// The level asked of SPID unless a client's `acr_values` needs a higher one.
+    pub default_level: SpidLevelName,
+    pub binding: SpidBinding,
+    /// Metadata files of the SPID identity providers (an EntityDescriptor or an
+    /// EntitiesDescriptor each), in the chooser's order.
+    pub idp_metadata: Vec<PathBuf>,
+    /// Tolerated clock difference with the identity providers.
+    pub clock_skew_secs: u64,
+    /// How long an AuthnRequest may be answered.
+    pub request_ttl_secs: u64,
+}
+
+impl Default for SpidConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            entity_id: None,
+            key: PathBuf::from("certs-dev/spid-sp.key"),
+            cert: PathBuf::from("certs-dev/spid-sp.crt"),
+            ipa_code: String::new(),
+            organization_name: String::new(),
+            organization_display_name: String::new(),
+            organization_url: String::new(),
+            contact_email: String::new(),
+            contact_phone: None,
+            comparison: SpidComparison::Minimum,
+            default_level: SpidLevelName::SpidL2,
+            binding: SpidBinding::Redirect,
+            idp_metadata: Vec::new(),
+            clock_skew_secs: 60,
+            request_ttl_secs: 900,
+        }
+    }
+}
+
+impl SpidConfig {
+    /// The SP's entity id.
+    pub fn entity_id(&self, public_url: &str) -> String {
+        self.entity_id
+            .clone()
+            .unwrap_or_else(|| format!("{public_url}/spid"))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if let Some(id) = &self.entity_id {
+            url::Url::parse(id).map_err(|e| ConfigError(format!("spid.entity_id: {e}")))?;
+        }
+        for (key, path) in [("key", &self.key), ("cert", &self.cert)] {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "spid.{key}: file {} does not exist",
+                    path.display()
+                )));
+            }
+        }
+        for (key, value) in [
+            ("ipa_code", &self.ipa_code),
+            ("organization_name", &self.organization_name),
+            ("organization_display_name", &self.organization_display_name),
+            ("organization_url", &self.organization_url),
+            ("contact_email", &self.contact_email),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError(format!(
+                    "spid.{key}: required when spid.enabled = true"
+                )));
+            }
+        }
+        url::Url::parse(&self.organization_url)
+            .map_err(|e| ConfigError(format!("spid.organization_url: {e}")))?;
+        if !self.contact_email.contains('@') {
+            return Err(ConfigError(
+                "spid.contact_email: not an email address".into(),
+            ));
+        }
+        if self.idp_metadata.is_empty() {
+            return Err(ConfigError(
+                "spid.idp_metadata: at least one identity provider's metadata file is required"
+                    .into(),
+            ));
+        }
+        for (i, path) in self.idp_metadata.iter().enumerate() {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "spid.idp_metadata[{i}]: file {} does not exist",
+                    path.display()
+                )));
+            }
+        }
+        if self.request_ttl_secs == 0 || self.request_ttl_secs > 3600 {
+            return Err(ConfigError(
+                "spid.request_ttl_secs: must be 1 to 3600".into(),
+            ));
+        }
+        if self.clock_skew_secs > 300 {
+            return Err(ConfigError("spid.clock_skew_secs: at most 300".into()));
+        }
+        Ok(())
+    }
+}
+
 /// A configuration that cannot be used, in one line naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -387,6 +541,7 @@ impl Config {
                 ..KeysConfig::default()
             },
             audit: AuditConfig::default(),
+            spid: SpidConfig::default(),
             clients: Vec::new(),
         };
         Self::from_figment(
@@ -457,6 +612,7 @@ impl Config {
             idp_core::CoreError::Invalid(detail) => ConfigError(format!("keys.{detail}")),
             other => ConfigError(format!("keys: {other}")),
         })?;
+        self.spid.validate()?;
         for (i, seed) in self.clients.iter().enumerate() {
             seed.client()
                 .map_err(|e| ConfigError(format!("clients[{i}] ({}): {e:#}", seed.id)))?;
@@ -567,6 +723,31 @@ mod tests {
         let e = load_str(&format!("{MINIMAL}\n[keys]\nalgorithms = [\"HS256\"]\n"))
             .expect_err("unknown algorithm");
         assert!(e.to_string().contains("keys.algorithms"), "{e}");
+    }
+
+    #[test]
+    fn spid_is_off_by_default_and_checked_when_on() {
+        let c = load_str(MINIMAL).expect("minimal config loads");
+        assert!(!c.spid.enabled);
+        assert_eq!(c.spid.default_level, SpidLevelName::SpidL2);
+        assert_eq!(
+            c.spid.entity_id("https://iam.example.it"),
+            "https://iam.example.it/spid"
+        );
+        let e = load_str(&format!(
+            "{MINIMAL}\n[spid]\nenabled = true\nkey = \"/nonexistent.key\"\n"
+        ))
+        .expect_err("no key file");
+        assert_eq!(
+            e.to_string(),
+            "configuration: spid.key: file /nonexistent.key does not exist"
+        );
+        let e = load_str(&format!("{MINIMAL}\n[spid]\ncomparison = \"sometimes\"\n"))
+            .expect_err("bad comparison");
+        assert!(e.to_string().contains("spid.comparison"), "{e}");
+        let e = load_str(&format!("{MINIMAL}\n[spid]\ndefault_level = \"SpidL4\"\n"))
+            .expect_err("bad level");
+        assert!(e.to_string().contains("spid.default_level"), "{e}");
     }
 
     #[test]

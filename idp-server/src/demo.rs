@@ -11,7 +11,9 @@ use idp_core::password::Password;
 
 use crate::state::AppState;
 
-/// The demo's ready account. Development only: the password is printed at start.
+/// The demo's ready account. Development only: the password is printed at start. Its
+/// fiscal code is the SPID test IdP's Mario Rossi, so "Entra con SPID" as him signs in
+/// to this same account (linked by the fiscal code).
 pub const DEMO_USERNAME: &str = "mario.rossi";
 pub const DEMO_PASSWORD: &str = "Demo-Scuola-2026!";
 
@@ -24,11 +26,11 @@ pub async fn seed_account(state: &AppState) -> anyhow::Result<()> {
         None => {
             let new = NewAccount {
                 kind: AccountKind::Registered,
-                fiscal_code: Some(FiscalCode::parse("RSSMRA85T10A562S")?),
+                fiscal_code: Some(FiscalCode::parse("RSSMRA80A01H501U")?),
                 given_name: "Mario".into(),
                 family_name: "Rossi".into(),
-                birth_date: chrono::NaiveDate::from_ymd_opt(1985, 12, 10),
-                birth_place: Some("San Giuliano Terme".into()),
+                birth_date: chrono::NaiveDate::from_ymd_opt(1980, 1, 1),
+                birth_place: Some("Roma".into()),
                 sex: Some(Sex::Male),
                 personal_email: Some(Email::parse("mario.rossi@example.org")?),
                 institutional_email: None,
@@ -121,4 +123,86 @@ pub fn rp_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let rp = exe.with_file_name(format!("rp{}", std::env::consts::EXE_SUFFIX));
     rp.is_file().then_some(rp)
+}
+
+/// The local SPID test IdP (`spid_bridge::test_idp`), run in-process next to the IdP by
+/// `idp-server demo` and by the tests. Development only: it signs with the key in
+/// `certs-dev/` and lets anyone be any of its test identities.
+pub struct SpidTestIdp {
+    pub base_url: String,
+    listener: tokio::net::TcpListener,
+    config: spid_bridge::test_idp::TestIdpConfig,
+}
+
+impl SpidTestIdp {
+    /// Binds its port; `base_url` is where browsers reach it.
+    pub async fn bind(
+        listen: std::net::SocketAddr,
+        host: &str,
+        certs_dir: &Path,
+    ) -> anyhow::Result<SpidTestIdp> {
+        use anyhow::Context;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("SPID test IdP: cannot listen on {listen}"))?;
+        let port = listener.local_addr()?.port();
+        let base_url = format!("http://{host}:{port}");
+        let read = |name: &str| {
+            let path = certs_dir.join(name);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("SPID test IdP: cannot read {}", path.display()))
+        };
+        let config = spid_bridge::test_idp::TestIdpConfig {
+            base_url: base_url.clone(),
+            key_pem: read("spid-test-idp.key")?,
+            cert_pem: read("spid-test-idp.crt")?,
+            sp_metadata_xml: Vec::new(),
+        };
+        Ok(SpidTestIdp {
+            base_url,
+            listener,
+            config,
+        })
+    }
+
+    /// Writes the test IdP's metadata to `metadata_file` and turns on `[spid]` in
+    /// `config` with development values, the SP key in `certs_dir` and that metadata.
+    pub fn configure(
+        &self,
+        config: &mut crate::config::Config,
+        certs_dir: &Path,
+        metadata_file: &Path,
+    ) -> anyhow::Result<()> {
+        let xml = spid_bridge::test_idp::metadata_xml(&self.config)
+            .map_err(|e| anyhow::anyhow!("SPID test IdP metadata: {e}"))?;
+        std::fs::write(metadata_file, xml)?;
+        let spid = &mut config.spid;
+        spid.enabled = true;
+        spid.key = certs_dir.join("spid-sp.key");
+        spid.cert = certs_dir.join("spid-sp.crt");
+        spid.ipa_code = "m_pi".into();
+        spid.organization_name = "Ministero dell'Istruzione e del Merito".into();
+        spid.organization_display_name = "Ministero dell'Istruzione e del Merito".into();
+        spid.organization_url = "https://www.mim.gov.it".into();
+        spid.contact_email = "spid-sviluppo@example.it".into();
+        spid.idp_metadata = vec![metadata_file.to_path_buf()];
+        Ok(())
+    }
+
+    /// Serves the test IdP for the SP of `state` until the process ends.
+    pub fn serve(mut self, state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let spid = state
+            .spid
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("SPID is not enabled"))?;
+        self.config.sp_metadata_xml = vec![spid.sp.metadata_xml().to_string()];
+        let router = spid_bridge::test_idp::router(self.config)
+            .map_err(|e| anyhow::anyhow!("SPID test IdP: {e}"))?;
+        let listener = self.listener;
+        Ok(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "SPID test IdP stopped");
+            }
+        }))
+    }
 }

@@ -13,6 +13,7 @@ pub mod mail;
 pub mod metrics;
 pub mod oidc;
 pub mod pages;
+pub mod spid;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
@@ -39,7 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{*path}", get(web::serve_asset))
         .route("/", get(oidc::login::home))
         .merge(oidc::routes())
-        .merge(pages::routes());
+        .merge(pages::routes())
+        .merge(spid::routes());
     if state.config.server.dev_pages {
         app = app
             .route("/dev/outbox", get(dev_outbox::list))

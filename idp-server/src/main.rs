@@ -31,6 +31,9 @@ enum Command {
         /// Folder for the demo's SQLite database.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
+        /// Port of the local SPID test IdP (default: the IdP's port + 10).
+        #[arg(long)]
+        spid_port: Option<u16>,
     },
     /// Run in production from a configuration file.
     Serve {
@@ -129,7 +132,11 @@ async fn serve_with_jobs(state: &AppState, server: BoundServer) -> anyhow::Resul
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Demo { port, data_dir } => {
+        Command::Demo {
+            port,
+            data_dir,
+            spid_port,
+        } => {
             let mut config = Config::demo(&data_dir, port)?;
             telemetry::init(&config.log);
             let services = demo::services(port);
@@ -139,8 +146,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     config.clients.push(service.client_seed()?);
                 }
             }
+            // The SPID test IdP on its own port, on the same host name as the IdP (the
+            // same site, so the sign-in's binding cookie comes back with the Response).
+            std::fs::create_dir_all(&data_dir)?;
+            let certs = std::path::Path::new("certs-dev");
+            let test_idp = demo::SpidTestIdp::bind(
+                std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    spid_port.unwrap_or(port.saturating_add(10)),
+                )),
+                "localhost",
+                certs,
+            )
+            .await?;
+            test_idp.configure(
+                &mut config,
+                certs,
+                &data_dir.join("spid-test-idp-metadata.xml"),
+            )?;
             let state = AppState::build(config).await?;
             demo::seed_account(&state).await?;
+            let test_idp_url = test_idp.base_url.clone();
+            let _test_idp = test_idp.serve(&state)?;
             let server = BoundServer::bind(state.clone()).await?;
             let base = &state.config.server.public_url;
             println!("Demo federation started (development only):");
@@ -162,6 +189,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                      `cargo build -p relying-parties`"
                 ),
             }
+            println!(
+                "  SPID test IdP         {test_idp_url}  (\"Entra con SPID\" on the login page)"
+            );
+            println!("  SPID SP metadata      {base}/spid/metadata");
             println!("  Mail outbox           {base}/dev/outbox");
             println!("  Database              {}", state.config.database.url);
             println!(

@@ -47,6 +47,8 @@ pub struct Inner {
     pub discovery: Bytes,
     /// Outgoing HTTP (back-channel logout).
     pub http: reqwest::Client,
+    /// Sign-in with SPID, when `[spid] enabled`.
+    pub spid: Option<Arc<crate::spid::Spid>>,
     redis: Option<RedisCache>,
 }
 
@@ -110,6 +112,11 @@ impl AppState {
             .timeout(Duration::from_secs(10))
             .build()
             .context("http client")?;
+        let spid = if config.spid.enabled {
+            Some(Arc::new(crate::spid::Spid::from_config(&config)?))
+        } else {
+            None
+        };
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
@@ -125,6 +132,7 @@ impl AppState {
                 tokens,
                 discovery,
                 http,
+                spid,
                 redis,
             }),
         })

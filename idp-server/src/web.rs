@@ -36,6 +36,10 @@ const BI: &str = "vendor/bootstrap-italia";
 fn asset(path: &str) -> Option<(&'static str, &'static [u8])> {
     let found: (&str, &[u8]) = match path {
         "site.css" => ("text/css", include_bytes!("../assets/site.css")),
+        "js/autopost.js" => (
+            "text/javascript",
+            include_bytes!("../assets/js/autopost.js"),
+        ),
         p if p == format!("{BI}/css/bootstrap-italia.min.css") => (
             "text/css",
             include_bytes!("../assets/vendor/bootstrap-italia/css/bootstrap-italia.min.css"),

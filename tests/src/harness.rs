@@ -43,6 +43,15 @@ pub struct TestIdp {
     database: Option<TestDatabase>,
     /// Whether `stop` clears the Redis namespace (the first of instances sharing it).
     owns_namespace: bool,
+    /// The local SPID test IdP, when started with `start_with_spid`.
+    pub spid_test_idp: Option<String>,
+    spid_task: Option<tokio::task::JoinHandle<()>>,
+    spid_metadata_file: Option<std::path::PathBuf>,
+}
+
+/// The development keys and certificates (`certs-dev/` at the workspace root).
+pub fn certs_dev() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-dev")
 }
 
 impl TestIdp {
@@ -144,7 +153,40 @@ impl TestIdp {
             task: Some(task),
             database,
             owns_namespace,
+            spid_test_idp: None,
+            spid_task: None,
+            spid_metadata_file: None,
         }
+    }
+
+    /// Like `start_with`, with SPID on and the local SPID test IdP (in-process, on its
+    /// own port) as the one identity provider.
+    pub async fn start_with_spid(
+        backend: Backend,
+        clients: Vec<ClientSeed>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestIdp {
+        let certs = certs_dev();
+        let test_idp = idp_server::demo::SpidTestIdp::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            "127.0.0.1",
+            &certs,
+        )
+        .await
+        .expect("bind the SPID test IdP");
+        let metadata = std::env::temp_dir().join(format!("spid-test-idp-{}.xml", unique_suffix()));
+        let test_idp_url = test_idp.base_url.clone();
+        let mut idp = Self::start_with(backend, clients, |config| {
+            test_idp
+                .configure(config, &certs, &metadata)
+                .expect("configure SPID");
+            configure(config);
+        })
+        .await;
+        idp.spid_task = Some(test_idp.serve(&idp.state).expect("serve the SPID test IdP"));
+        idp.spid_test_idp = Some(test_idp_url);
+        idp.spid_metadata_file = Some(metadata);
+        idp
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -225,6 +267,12 @@ impl TestIdp {
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(task) = self.spid_task.take() {
+            task.abort();
+        }
+        if let Some(file) = self.spid_metadata_file.take() {
+            let _ = std::fs::remove_file(file);
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;

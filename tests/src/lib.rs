@@ -68,3 +68,4 @@ pub mod harness;
 pub mod process;
 pub mod registration;
 pub mod services;
+pub mod spid;

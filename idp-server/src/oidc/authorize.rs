@@ -273,8 +273,13 @@ fn validate(
     })
 }
 
-/// Why the current session cannot serve a request as it is.
-fn needs_login(request: &AuthorizationRequest, session: Option<&SsoSession>) -> bool {
+/// Why the current session cannot serve a request as it is. `spid_step_up`: SPID is
+/// on, so a SPID level the session lacks can be reached by signing in with SPID.
+fn needs_login(
+    request: &AuthorizationRequest,
+    session: Option<&SsoSession>,
+    spid_step_up: bool,
+) -> bool {
     let Some(session) = session else {
         return true;
     };
@@ -288,13 +293,17 @@ fn needs_login(request: &AuthorizationRequest, session: Option<&SsoSession>) -> 
     {
         return true;
     }
-    // acr_values is a voluntary request (OIDC Core 3.1.2.1): a session that does not
-    // meet it asks for a new sign-in once; if the sign-in made after the request still
-    // cannot meet it (a password where SPID is asked), the code carries the real `acr`
-    // and the client decides. SPID step-up is the SPID bridge's (issue 6).
+    // acr_values is a voluntary request (OIDC Core 3.1.2.1). With SPID on, a SPID
+    // level the session lacks is reached by signing in with SPID at that level (the
+    // login page then offers only SPID): a step-up. Without SPID, a session that does
+    // not meet it asks for a new sign-in once; if that sign-in still cannot meet it,
+    // the code carries the real `acr` and the client decides.
     // prompt=none cannot ask for that sign-in, so there an unmet acr is refused.
-    !acr_satisfies(&session.acr, &request.acr_values)
-        && (!signed_in_since || request.prompts("none"))
+    if acr_satisfies(&session.acr, &request.acr_values) {
+        return false;
+    }
+    let step_up = spid_step_up && crate::spid::needed_level(&request.acr_values).is_some();
+    step_up || !signed_in_since || request.prompts("none")
 }
 
 async fn proceed(
@@ -307,7 +316,7 @@ async fn proceed(
         Ok(s) => s.map(|(_, s)| s),
         Err(e) => return AppError::from(e).into_response(),
     };
-    if needs_login(&request, session.as_ref()) {
+    if needs_login(&request, session.as_ref(), state.spid.is_some()) {
         if request.prompts("none") {
             let e = if session.is_none() {
                 OAuthError::login_required("the person is not signed in")
@@ -402,7 +411,7 @@ pub async fn resume(
         Err(e) => return AppError::from(e).into_response(),
     };
     match session {
-        Some(session) if !needs_login(&request, Some(&session)) => {
+        Some(session) if !needs_login(&request, Some(&session), state.spid.is_some()) => {
             complete(&state, &client, request, &session).await
         }
         _ => Redirect::to(&format!("/login?req={}", request.id)).into_response(),

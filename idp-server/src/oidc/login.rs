@@ -27,6 +27,10 @@ struct LoginPage {
     username: String,
     client_name: Option<String>,
     error: Option<String>,
+    /// "Entra con SPID" and its identity providers, when SPID is on.
+    spid: Option<crate::spid::Chooser>,
+    /// False when the client needs a SPID level: only SPID is offered then.
+    password_allowed: bool,
 }
 
 #[derive(Template)]
@@ -42,14 +46,19 @@ pub struct PageParams {
     req: String,
 }
 
-async fn client_name(state: &AppState, req: &str) -> Result<Option<String>, AppError> {
+/// The name of the client of a parked request, and the `acr_values` it asked for.
+async fn parked_request(
+    state: &AppState,
+    req: &str,
+) -> Result<(Option<String>, Vec<String>), AppError> {
     let Some(request) = authorize::parked(state, req).await? else {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     };
     let Ok(id) = idp_core::client::ClientId::parse(&request.client_id) else {
-        return Ok(None);
+        return Ok((None, request.acr_values));
     };
-    Ok(state.clients.get(&id).await?.map(|c| c.name.clone()))
+    let name = state.clients.get(&id).await?.map(|c| c.name.clone());
+    Ok((name, request.acr_values))
 }
 
 pub async fn page_handler(
@@ -59,7 +68,9 @@ pub async fn page_handler(
     username: String,
     error: Option<String>,
 ) -> Result<Response, AppError> {
-    let client_name = client_name(state, &req).await?;
+    let (client_name, acr_values) = parked_request(state, &req).await?;
+    let spid = crate::spid::chooser(state, &req, &acr_values);
+    let password_allowed = spid.as_ref().is_none_or(|c| c.required_level.is_none());
     let (jar, csrf) = crate::pages::csrf::token(state, jar);
     let body = page(&LoginPage {
         req,
@@ -67,6 +78,8 @@ pub async fn page_handler(
         username,
         client_name,
         error,
+        spid,
+        password_allowed,
     });
     Ok((jar, body).into_response())
 }

@@ -141,41 +141,57 @@ async fn logout(
         return Ok((jar, body).into_response());
     }
     // 5. End the session: the browser's, else the one the hint names.
-    let sid = match session_cookie::current(&state, &jar).await? {
+    let ended = match session_cookie::current(&state, &jar).await? {
         Some((token, s)) => {
             state.sessions.forget_cookie(&token).await?;
-            Some(s.sid)
+            Some(s)
         }
-        None => hint
+        None => match hint
             .as_ref()
             .and_then(|c| c.get("sid"))
-            .and_then(|s| s.as_str().map(str::to_string)),
+            .and_then(|s| s.as_str())
+        {
+            Some(sid) => state.sessions.by_sid(sid).await?,
+            None => None,
+        },
     };
-    if let Some(sid) = sid {
-        backchannel::end_session(&state, &sid).await?;
+    if let Some(session) = &ended {
+        backchannel::end_session(&state, &session.sid).await?;
     }
     let jar = jar.add(session_cookie::removal(
         &state,
         session_cookie::session_name(&state),
     ));
-    // 6. Back to the client, or our page.
-    match redirect {
+    // 6. Back to the client, or our page; a SPID session first passes through its
+    //    identity provider's single logout, which continues there.
+    let redirect = match redirect {
         Some(uri) => {
             let mut url = url::Url::parse(&uri).map_err(|_| AppError::not_found())?;
             if let Some(s) = p.state.as_deref().filter(|s| !s.is_empty()) {
                 url.query_pairs_mut().append_pair("state", s);
             }
-            Ok((jar, Redirect::to(url.as_str())).into_response())
+            Some(url.to_string())
         }
-        None => {
-            let body = page(&LogoutPage {
-                done: true,
-                csrf: String::new(),
-                post_logout_redirect_uri: String::new(),
-                client_id: String::new(),
-                state: String::new(),
-            });
-            Ok((jar, body).into_response())
-        }
+        None => None,
+    };
+    if let Some(session) = &ended
+        && let Some(slo) = crate::spid::logout::start(&state, session, redirect.clone()).await
+    {
+        return Ok((jar, slo).into_response());
     }
+    match redirect {
+        Some(uri) => Ok((jar, Redirect::to(&uri)).into_response()),
+        None => Ok((jar, signed_out_page()).into_response()),
+    }
+}
+
+/// Our "signed out" page.
+pub fn signed_out_page() -> Response {
+    page(&LogoutPage {
+        done: true,
+        csrf: String::new(),
+        post_logout_redirect_uri: String::new(),
+        client_id: String::new(),
+        state: String::new(),
+    })
 }
