@@ -537,7 +537,7 @@ impl Config {
             tokens: Default::default(),
             sessions: SessionConfig::default(),
             keys: KeysConfig {
-                dev_dir: Some(PathBuf::from("certs-dev")),
+                dev_dir: Some(crate::demo::certs_dir()),
                 ..KeysConfig::default()
             },
             audit: AuditConfig::default(),

@@ -118,6 +118,21 @@ impl DemoService {
     }
 }
 
+/// The development keys and certificates (`certs-dev/`): in the current folder when it
+/// has one (the root of a clone), else the folder of the source tree this binary was
+/// built from, so that the demo starts from any folder of the clone.
+pub fn certs_dir() -> PathBuf {
+    let here = PathBuf::from("certs-dev");
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|root| root.join("certs-dev"))
+        .filter(|dir| dir.is_dir())
+        .unwrap_or(here)
+}
+
 /// The `rp` binary next to this executable, when it was built.
 pub fn rp_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -204,5 +219,16 @@ impl SpidTestIdp {
                 tracing::error!(error = %e, "SPID test IdP stopped");
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_dev_certificates_are_found_outside_the_root_of_the_clone() {
+        // `cargo test` runs in idp-server/, which has no certs-dev/ of its own.
+        let dir = super::certs_dir();
+        assert!(dir.join("spid-test-idp.key").is_file(), "{}", dir.display());
+        assert!(dir.join("spid-sp.crt").is_file(), "{}", dir.display());
     }
 }

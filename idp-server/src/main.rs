@@ -149,7 +149,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // The SPID test IdP on its own port, on the same host name as the IdP (the
             // same site, so the sign-in's binding cookie comes back with the Response).
             std::fs::create_dir_all(&data_dir)?;
-            let certs = std::path::Path::new("certs-dev");
+            let certs_dir = demo::certs_dir();
+            let certs = certs_dir.as_path();
             let test_idp = demo::SpidTestIdp::bind(
                 std::net::SocketAddr::from((
                     [127, 0, 0, 1],
