@@ -77,6 +77,9 @@ fn asset(path: &str) -> Option<(&'static str, &'static [u8])> {
     Some(found)
 }
 
+/// The static assets. They are public and the relying parties' pages (other origins)
+/// link the stylesheet, whose fonts browsers fetch in CORS mode: without
+/// `Access-Control-Allow-Origin` the services' pages lose their fonts.
 pub async fn serve_asset(Path(path): Path<String>) -> Response {
     match asset(&path) {
         Some((content_type, bytes)) => (
@@ -85,6 +88,10 @@ pub async fn serve_asset(Path(path): Path<String>) -> Response {
                 (
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=86400"),
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
                 ),
             ],
             bytes,

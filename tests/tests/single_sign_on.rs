@@ -168,6 +168,25 @@ async fn one_login_serves_all_three_services_and_one_logout_ends_them(backend: B
         )),
         "styled with the IdP's Bootstrap Italia"
     );
+    // The stylesheet's fonts come from the IdP's origin in CORS mode: the browser drops
+    // them unless the IdP allows other origins.
+    let font = browser
+        .http
+        .get(idp.url(
+            "/assets/vendor/bootstrap-italia/fonts/titillium-web-v10-latin-ext_latin-regular.woff2",
+        ))
+        .header("origin", &pago.base_url)
+        .send()
+        .await
+        .expect("font");
+    assert_eq!(font.status().as_u16(), 200);
+    assert_eq!(
+        font.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*"),
+        "the fonts may be used by the services' pages"
+    );
     let start = browser
         .http
         .get(pago.url("/accedi"))
