@@ -14,6 +14,7 @@ use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, Page, TestIdp, hidden};
 use idp_tests::registration::{self, Person};
+use idp_tests::spid;
 use relying_parties::{BoundRp, Service};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -30,6 +31,15 @@ struct Federation {
 
 impl Federation {
     async fn start(backend: Backend) -> Federation {
+        Self::start_on(backend, false).await
+    }
+
+    /// The federation with SPID on and the local SPID test IdP as identity provider.
+    async fn start_with_spid(backend: Backend) -> Federation {
+        Self::start_on(backend, true).await
+    }
+
+    async fn start_on(backend: Backend, spid: bool) -> Federation {
         let mut bound = Vec::new();
         for service in Service::ALL {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -40,7 +50,11 @@ impl Federation {
             bound.push((service, listener, base));
         }
         let seeds = bound.iter().map(|(s, _, base)| seed(*s, base)).collect();
-        let idp = TestIdp::start(backend, seeds).await;
+        let idp = if spid {
+            TestIdp::start_with_spid(backend, seeds, |_| {}).await
+        } else {
+            TestIdp::start(backend, seeds).await
+        };
         let mut rps = Vec::new();
         for (service, listener, base) in bound {
             let config = service.config(&idp.base, SECRET, &base, 0);
@@ -671,6 +685,174 @@ async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(bac
     f.stop().await;
 }
 
+/// Anna Bianchi of the SPID test IdP: no account has her fiscal code before her first
+/// SPID sign-in, which creates it.
+const SPID_FISCAL_CODE: &str = "BNCNNA85M41F205Q";
+const SPID_EMAIL: &str = "anna.bianchi@example.org";
+
+/// The enablement of Istanze OnLine for `sub` as the IdP reports it to the service.
+async fn enablement_at_the_idp(f: &Federation, sub: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(f.idp.url(&format!("/enablements/istanze-online/{sub}")))
+        .basic_auth("istanze-online", Some(SECRET))
+        .send()
+        .await
+        .expect("get the enablement");
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.expect("json")
+}
+
+async fn a_spid_user_is_enabled_without_a_recognition(backend: Backend) {
+    let f = Federation::start_with_spid(backend).await;
+    let [istanze, pago, governance] = [&f.rps[0], &f.rps[1], &f.rps[2]];
+    let fiscal_code =
+        idp_core::fiscal_code::FiscalCode::parse(SPID_FISCAL_CODE).expect("fiscal code");
+    assert!(
+        f.idp
+            .state
+            .store
+            .account_by_fiscal_code(&fiscal_code)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "no account before the first SPID sign-in"
+    );
+    let browser = Browser::new();
+
+    // 1. "Accedi" at Istanze OnLine -> the IdP's login page -> SPID as Anna Bianchi: a
+    // new account, sent on to the abilitazione with a SPID level as `assurance`.
+    let login = visit(&browser, &istanze.url("/accedi")).await;
+    assert!(login.url.starts_with(&f.idp.base), "{}", login.url);
+    let back = spid::spid_sign_in(&f.idp, &browser, &login, SPID_FISCAL_CODE).await;
+    let enablement = enablement_url(&f, back);
+    let account = f
+        .idp
+        .state
+        .store
+        .account_by_fiscal_code(&fiscal_code)
+        .await
+        .expect("lookup")
+        .expect("the SPID sign-in created the account");
+    let sub = account.id.as_str().to_string();
+    assert_eq!(enablement_at_the_idp(&f, &sub).await["status"], "none");
+
+    // 2. the form, Conferma, Accetto: the CPT by mail
+    let form_page = visit(&browser, &enablement).await;
+    assert_eq!(form_page.status, 200, "{}", form_page.body);
+    assert!(
+        form_page.body.contains("id=\"passi\""),
+        "{}",
+        form_page.body
+    );
+    let csrf = hidden(&form_page.body, "csrf").expect("csrf");
+    let mut fields: Vec<(&str, &str)> = form()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "given_name" => (k, "Anna"),
+            "family_name" => (k, "Bianchi"),
+            "fiscal_code" => (k, SPID_FISCAL_CODE),
+            "email" => (k, SPID_EMAIL),
+            _ => (k, v),
+        })
+        .collect();
+    fields.push(("csrf", csrf.as_str()));
+    let summary = post(&browser, &istanze.url("/abilitazione/modulo"), &fields).await;
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    assert!(
+        summary.body.contains("id=\"avvertenze\""),
+        "{}",
+        summary.body
+    );
+    let sent = post(
+        &browser,
+        &istanze.url("/abilitazione/accetto"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert!(sent.body.contains("Ti abbiamo inviato"), "{}", sent.body);
+    let mails = outbox(istanze).await;
+    let mail = mails.last().expect("a mail");
+    assert_eq!(mail["to"], SPID_EMAIL);
+    assert_eq!(mail["attachments"].as_array().map(Vec::len), Some(2));
+    let cpt = cpt_of(mail);
+    leave(&f, &browser, &csrf).await;
+    assert_eq!(
+        enablement_at_the_idp(&f, &sub).await["status"],
+        "none",
+        "not enabled before the CPT check"
+    );
+
+    // 3. "Accedi" again (single sign-on: no SPID prompt): fiscal code + CPT. A wrong CPT
+    // is refused; the right one enables her at once, without an operator.
+    let check = visit(&browser, &istanze.url("/accedi")).await;
+    assert!(check.body.contains("name=\"cpt\""), "{}", check.body);
+    let wrong = check_cpt(&f, &browser, &csrf, SPID_FISCAL_CODE, "sbagliato1").await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.body.contains("non sono corretti"), "{}", wrong.body);
+    let enabled = check_cpt(&f, &browser, &csrf, SPID_FISCAL_CODE, &cpt).await;
+    assert!(
+        !enabled.body.contains("id=\"in-attesa\""),
+        "a SPID user does not wait for a school: {}",
+        enabled.body
+    );
+    assert!(
+        enabled.url.ends_with("/codice-personale"),
+        "{} {}",
+        enabled.url,
+        enabled.body
+    );
+    assert!(
+        enabled
+            .body
+            .contains("Modifica obbligatoria del Codice Personale Temporaneo"),
+        "{}",
+        enabled.body
+    );
+    assert_eq!(
+        enablement_at_the_idp(&f, &sub).await["status"],
+        "active",
+        "active at the IdP without any operator"
+    );
+
+    // 4. the mandatory CPT change, then the Istanze OnLine home
+    let csrf = hidden(&enabled.body, "csrf").expect("csrf");
+    let done = post(
+        &browser,
+        &istanze.url("/codice-personale"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("current", cpt.as_str()),
+            ("new_code", "Milano2026x"),
+            ("repeat", "Milano2026x"),
+        ],
+    )
+    .await;
+    assert!(
+        done.body.contains("Codice personale modificato"),
+        "{}",
+        done.body
+    );
+    let home = visit(&browser, &istanze.url("/accedi")).await;
+    assert!(home.url.starts_with(&istanze.base_url), "{}", home.url);
+    assert!(signed_in(&home), "{}", home.body);
+    assert!(
+        home.body
+            .contains("la tua home page personale di Istanze OnLine"),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains(SPID_FISCAL_CODE), "{}", home.body);
+
+    // 5. the other two services: signed in without a new login
+    for rp in [pago, governance] {
+        let page = visit(&browser, &rp.url("/accedi")).await;
+        assert!(page.url.starts_with(&rp.base_url), "{}", page.url);
+        assert!(signed_in(&page), "{}", page.body);
+        assert!(page.body.contains(SPID_FISCAL_CODE));
+    }
+    f.stop().await;
+}
+
 async fn expired_tampered_and_replayed_requests_are_refused(backend: Backend) {
     let f = Federation::start(backend).await;
     let account = f.idp.account_with_fiscal_code(FISCAL_CODE, PASSWORD).await;
@@ -853,4 +1035,5 @@ on_both_backends!(
     a_password_user_is_enabled_after_the_recognition_and_uses_all_three,
     expired_tampered_and_replayed_requests_are_refused,
     a_delegate_carries_the_modulo_di_delega,
+    a_spid_user_is_enabled_without_a_recognition,
 );
