@@ -3,15 +3,17 @@
 # port): the shared credentials (registration.mjs), then SPID across the three services
 # and Istanze OnLine's abilitazione (spid.mjs). Screenshots in target/browser/. Needs
 # Debian's chromium and node; `.ci/run` installs chromium. Builds `idp-server` and the
-# services' `rp` binary when missing (the demo starts the services only when `rp` sits
-# next to `idp-server`).
+# services' `rp` binary first (the demo starts the services only when `rp` sits next
+# to `idp-server`).
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
 target="${CARGO_TARGET_DIR:-$root/target}"
 bin="$target/debug/idp-server"
 rp="$target/debug/rp"
-[ -x "$bin" ] && [ -x "$rp" ] || (cd "$root" && cargo build -p idp-server -p relying-parties --locked)
+# A no-op when both are up to date; a stale binary would walk old code.
+(cd "$root" && cargo build -p idp-server -p relying-parties --locked)
+[ -x "$bin" ] && [ -x "$rp" ] || { echo "missing $bin or $rp" >&2; exit 1; }
 data=$(mktemp -d)
 port=${IDP_BROWSER_PORT:-18765}
 "$bin" demo --port "$port" --data-dir "$data" >"$data/demo.log" 2>&1 &
