@@ -397,6 +397,9 @@ pub struct SpidConfig {
     /// Metadata files of the SPID identity providers (an EntityDescriptor or an
     /// EntitiesDescriptor each), in the chooser's order.
     pub idp_metadata: Vec<PathBuf>,
+    /// Logos for the chooser, served by us (no third-party requests from the login
+    /// page): identity provider entity id → an SVG or PNG file.
+    pub idp_logos: std::collections::BTreeMap<String, PathBuf>,
     /// Tolerated clock difference with the identity providers.
     pub clock_skew_secs: u64,
     /// How long an AuthnRequest may be answered.
@@ -420,6 +423,7 @@ impl Default for SpidConfig {
             default_level: SpidLevelName::SpidL2,
             binding: SpidBinding::Redirect,
             idp_metadata: Vec::new(),
+            idp_logos: std::collections::BTreeMap::new(),
             clock_skew_secs: 60,
             request_ttl_secs: 900,
         }
@@ -483,6 +487,20 @@ impl SpidConfig {
                 )));
             }
         }
+        for (entity_id, path) in &self.idp_logos {
+            if logo_content_type(path).is_none() {
+                return Err(ConfigError(format!(
+                    "spid.idp_logos.\"{entity_id}\": {} is neither .svg nor .png",
+                    path.display()
+                )));
+            }
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "spid.idp_logos.\"{entity_id}\": file {} does not exist",
+                    path.display()
+                )));
+            }
+        }
         if self.request_ttl_secs == 0 || self.request_ttl_secs > 3600 {
             return Err(ConfigError(
                 "spid.request_ttl_secs: must be 1 to 3600".into(),
@@ -492,6 +510,15 @@ impl SpidConfig {
             return Err(ConfigError("spid.clock_skew_secs: at most 300".into()));
         }
         Ok(())
+    }
+}
+
+/// The content type of a chooser logo, from its file name: SVG or PNG only.
+pub fn logo_content_type(path: &std::path::Path) -> Option<&'static str> {
+    match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "svg" => Some("image/svg+xml"),
+        "png" => Some("image/png"),
+        _ => None,
     }
 }
 
@@ -748,6 +775,34 @@ mod tests {
         let e = load_str(&format!("{MINIMAL}\n[spid]\ndefault_level = \"SpidL4\"\n"))
             .expect_err("bad level");
         assert!(e.to_string().contains("spid.default_level"), "{e}");
+    }
+
+    #[test]
+    fn chooser_logos_must_be_svg_or_png_files() {
+        let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-dev");
+        let spid = |logo: &str| {
+            format!(
+                "{MINIMAL}\n[spid]\nenabled = true\nkey = \"{key}\"\ncert = \"{cert}\"\n\
+                 ipa_code = \"m_pi\"\norganization_name = \"Ministero\"\n\
+                 organization_display_name = \"Ministero\"\n\
+                 organization_url = \"https://www.mim.gov.it\"\n\
+                 contact_email = \"spid@example.it\"\nidp_metadata = [\"{cert}\"]\n\
+                 [spid.idp_logos]\n\"https://idp.example\" = \"{logo}\"\n",
+                key = certs.join("spid-sp.key").display(),
+                cert = certs.join("spid-sp.crt").display(),
+            )
+        };
+        let e = load_str(&spid("logo.gif")).expect_err("not svg or png");
+        assert_eq!(
+            e.to_string(),
+            "configuration: spid.idp_logos.\"https://idp.example\": logo.gif is neither .svg nor .png"
+        );
+        let e = load_str(&spid("/nonexistent/logo.svg")).expect_err("no file");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        let logo = Path::new(env!("CARGO_MANIFEST_DIR")).join("dev/spid-test-idp-logo.svg");
+        let c = load_str(&spid(&logo.display().to_string())).expect("an svg file");
+        assert_eq!(c.spid.idp_logos["https://idp.example"], logo);
+        assert_eq!(logo_content_type(Path::new("a/B.PNG")), Some("image/png"));
     }
 
     #[test]

@@ -149,6 +149,9 @@ pub struct SpidTestIdp {
     config: spid_bridge::test_idp::TestIdpConfig,
 }
 
+/// The test IdP's logo (development only).
+const TEST_IDP_LOGO: &[u8] = include_bytes!("../dev/spid-test-idp-logo.svg");
+
 impl SpidTestIdp {
     /// Binds its port; `base_url` is where browsers reach it.
     pub async fn bind(
@@ -190,8 +193,18 @@ impl SpidTestIdp {
     ) -> anyhow::Result<()> {
         let xml = spid_bridge::test_idp::metadata_xml(&self.config)
             .map_err(|e| anyhow::anyhow!("SPID test IdP metadata: {e}"))?;
-        std::fs::write(metadata_file, xml)?;
+        std::fs::write(metadata_file, &xml)?;
+        // Its logo in the chooser, served by the IdP like a production IdP's logo file.
+        let entity_id = spid_bridge::IdpRegistry::from_metadata_xml(&[xml])
+            .map_err(|e| anyhow::anyhow!("SPID test IdP metadata: {e}"))?
+            .all()
+            .first()
+            .map(|idp| idp.entity_id.clone())
+            .ok_or_else(|| anyhow::anyhow!("SPID test IdP metadata names no identity provider"))?;
+        let logo = metadata_file.with_file_name("spid-test-idp-logo.svg");
+        std::fs::write(&logo, TEST_IDP_LOGO)?;
         let spid = &mut config.spid;
+        spid.idp_logos = [(entity_id, logo)].into_iter().collect();
         spid.enabled = true;
         spid.key = certs_dir.join("spid-sp.key");
         spid.cert = certs_dir.join("spid-sp.crt");

@@ -447,6 +447,30 @@ async fn spid_routes_answer_as_configured(backend: Backend) {
         .await
         .expect("login");
     assert_eq!(expired.status().as_u16(), 400);
+    // The chooser shows the test IdP's logo, served by us.
+    let browser = Browser::new();
+    let login = browser
+        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    assert!(
+        login.body.contains("<img src=\"/spid/logo/0\""),
+        "{}",
+        login.body
+    );
+    let logo = http()
+        .get(idp.url("/spid/logo/0"))
+        .send()
+        .await
+        .expect("logo");
+    assert_eq!(logo.status().as_u16(), 200);
+    assert_eq!(logo.headers()["content-type"], "image/svg+xml");
+    assert!(logo.text().await.expect("svg").contains("IdP di prova"));
+    let none = http()
+        .get(idp.url("/spid/logo/1"))
+        .send()
+        .await
+        .expect("logo");
+    assert_eq!(none.status().as_u16(), 404);
     idp.stop().await;
 
     // SPID off: no button, no routes.

@@ -34,6 +34,14 @@ pub struct Spid {
     pub sp: ServiceProvider,
     pub default_level: SpidLevel,
     binding: SpidBinding,
+    /// Chooser logos, by the identity provider's place in the registry.
+    logos: Vec<Option<Logo>>,
+}
+
+/// A logo read at start, served at `/spid/logo/{n}`.
+struct Logo {
+    content_type: &'static str,
+    bytes: axum::body::Bytes,
 }
 
 impl Spid {
@@ -68,12 +76,41 @@ impl Spid {
             clock_skew_secs: c.clock_skew_secs,
             request_ttl_secs: c.request_ttl_secs,
         };
+        for entity_id in c.idp_logos.keys() {
+            if registry.get(entity_id).is_none() {
+                anyhow::bail!(
+                    "spid.idp_logos.\"{entity_id}\": no identity provider with this entity id in spid.idp_metadata"
+                );
+            }
+        }
+        let logos = registry
+            .all()
+            .iter()
+            .map(|idp| {
+                let Some(path) = c.idp_logos.get(&idp.entity_id) else {
+                    return Ok(None);
+                };
+                let content_type = crate::config::logo_content_type(path).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "spid.idp_logos: {} is neither .svg nor .png",
+                        path.display()
+                    )
+                })?;
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("spid.idp_logos: cannot read {}", path.display()))?;
+                Ok(Some(Logo {
+                    content_type,
+                    bytes: bytes.into(),
+                }))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let sp = ServiceProvider::new(sp_config, registry)
             .map_err(|e| anyhow::anyhow!("spid: cannot build the service provider: {e}"))?;
         Ok(Spid {
             sp,
             default_level: level_of(c.default_level),
             binding: c.binding,
+            logos,
         })
     }
 
@@ -153,6 +190,41 @@ pub fn routes() -> Router<AppState> {
         .route("/spid/login", get(login::start))
         .route("/spid/acs", axum::routing::post(login::acs))
         .route("/spid/slo", get(logout::slo_get).post(logout::slo_post))
+        .route("/spid/logo/{n}", get(logo))
+}
+
+/// `GET /spid/logo/{n}`: the chooser logo of the n-th identity provider.
+async fn logo(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(n): axum::extract::Path<usize>,
+) -> Response {
+    let Some(logo) = state
+        .spid
+        .as_deref()
+        .and_then(|spid| spid.logos.get(n))
+        .and_then(Option::as_ref)
+    else {
+        return AppError::not_found().into_response();
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(logo.content_type),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+            // An SVG opened on its own must not run anything.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            ),
+        ],
+        logo.bytes.clone(),
+    )
+        .into_response()
 }
 
 /// The configured SPID service provider, or 404 when SPID is off.
@@ -199,9 +271,13 @@ pub fn chooser(state: &AppState, req: &str, acr_values: &[String]) -> Option<Cho
         .registry()
         .all()
         .iter()
-        .map(|idp| ChooserEntry {
+        .enumerate()
+        .map(|(n, idp)| ChooserEntry {
             name: idp.name.clone(),
-            logo_url: idp.logo_url.clone(),
+            logo_url: match spid.logos.get(n) {
+                Some(Some(_)) => Some(format!("/spid/logo/{n}")),
+                _ => idp.logo_url.clone(),
+            },
             href: format!(
                 "/spid/login?idp={}&request={}",
                 crate::pages::urlencode(&idp.entity_id),
