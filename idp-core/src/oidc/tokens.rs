@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use super::{OAuthError, account_claims, half_hash, has_scope, pkce_matches};
 use crate::account::AccountId;
@@ -104,6 +105,32 @@ pub struct TokenService {
     keys: KeyRing,
     store: Arc<dyn Store>,
     cache: Arc<dyn Cache>,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// How many verified access tokens are remembered (each a few hundred bytes).
+const VERIFIED_TOKENS_CAPACITY: usize = 10_000;
+
+/// Access tokens whose signature and claims this instance has verified, by the SHA-256
+/// of the token, so that a resource server calling introspection or userinfo with the
+/// same token again does not cost another signature check. An entry is used only
+/// before the token's `exp` and while the key that signed it is published; revocation
+/// is not cached here: it is checked on every request, in the shared cache.
+struct VerifiedTokens {
+    tokens: quick_cache::sync::Cache<[u8; 32], Arc<VerifiedToken>>,
+}
+
+struct VerifiedToken {
+    claims: Arc<AccessClaims>,
+    kid: String,
+}
+
+impl VerifiedTokens {
+    fn new() -> Self {
+        Self {
+            tokens: quick_cache::sync::Cache::new(VERIFIED_TOKENS_CAPACITY),
+        }
+    }
 }
 
 fn code_key(code: &str) -> String {
@@ -137,6 +164,7 @@ impl TokenService {
             keys,
             store,
             cache,
+            verified: Arc::new(VerifiedTokens::new()),
         }
     }
 
@@ -330,14 +358,13 @@ impl TokenService {
         let access_token =
             self.sign_access_token(&grant.account_id, client, &grant.scope, Some(grant))?;
         let id_token = if has_scope(&grant.scope, "openid") {
-            let account = self
+            let (account, roles) = self
                 .store
-                .account_by_id(&AccountId::from_string(grant.account_id.clone()))
+                .account_with_roles(&AccountId::from_string(grant.account_id.clone()))
                 .await?
                 .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
             let mut claims = account_claims(&account, &grant.scope);
-            self.add_roles(&mut claims, &grant.account_id, &grant.scope)
-                .await?;
+            add_roles(&mut claims, roles, &grant.scope);
             if let Some(service) = client.service.as_deref() {
                 claims.insert(
                     "enablement".into(),
@@ -438,23 +465,11 @@ impl TokenService {
         })
     }
 
-    /// Verifies an access token: signature, issuer, type, expiry, and not revoked.
-    pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, OAuthError> {
-        let options = VerifyOptions {
-            issuer: self.issuer.clone(),
-            audience: None,
-            typ: Some("at+jwt".into()),
-            leeway_secs: 0,
-            validate_exp: true,
-        };
-        let claims: AccessClaims = self.keys.verify(token, &options).map_err(|e| {
-            OAuthError::invalid_token(match e {
-                TokenError::Expired => "the access token has expired",
-                TokenError::UnknownKid => "the access token is signed by an unknown key",
-                TokenError::InvalidSignature => "the access token signature is invalid",
-                _ => "the access token is invalid",
-            })
-        })?;
+    /// Verifies an access token: signature, issuer, type, expiry, and not revoked. The
+    /// signature and claims checks of a token seen before are remembered until its
+    /// `exp`; the revocation checks run every time.
+    pub async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
+        let claims = self.verified_access_claims(token)?;
         if self
             .cache
             .get(&revoked_jti_key(&claims.jti))
@@ -471,21 +486,44 @@ impl TokenService {
         Ok(claims)
     }
 
-    /// The userinfo document for a verified access token.
-    /// The `roles` claim, with the `profile` scope, when the account has any.
-    async fn add_roles(
-        &self,
-        claims: &mut serde_json::Map<String, Value>,
-        account_id: &str,
-        scope: &str,
-    ) -> Result<()> {
-        if has_scope(scope, "profile") {
-            let roles = self.store.roles_of(account_id).await?;
-            if !roles.is_empty() {
-                claims.insert("roles".into(), json!(roles));
+    /// The claims of a well-signed, unexpired access token of ours, from memory when the
+    /// same token was verified before.
+    fn verified_access_claims(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(known) = self.verified.tokens.get(&digest) {
+            // Same rule as the full check (leeway 0): valid while exp is not in the past.
+            if known.claims.exp >= now() && self.keys.publishes(&known.kid) {
+                return Ok(Arc::clone(&known.claims));
             }
+            self.verified.tokens.remove(&digest);
         }
-        Ok(())
+        let options = VerifyOptions {
+            issuer: self.issuer.clone(),
+            audience: None,
+            typ: Some("at+jwt".into()),
+            leeway_secs: 0,
+            validate_exp: true,
+        };
+        let (claims, kid) = self
+            .keys
+            .verify_keyed::<AccessClaims>(token, &options)
+            .map_err(|e| {
+                OAuthError::invalid_token(match e {
+                    TokenError::Expired => "the access token has expired",
+                    TokenError::UnknownKid => "the access token is signed by an unknown key",
+                    TokenError::InvalidSignature => "the access token signature is invalid",
+                    _ => "the access token is invalid",
+                })
+            })?;
+        let claims = Arc::new(claims);
+        self.verified.tokens.insert(
+            digest,
+            Arc::new(VerifiedToken {
+                claims: Arc::clone(&claims),
+                kid,
+            }),
+        );
+        Ok(claims)
     }
 
     /// The `enablement` claim of an account for a service.
@@ -505,13 +543,13 @@ impl TokenService {
                 "the access token was not issued with the openid scope",
             ));
         }
-        let account = self
+        let (account, roles) = self
             .store
-            .account_by_id(&AccountId::from_string(claims.sub.clone()))
+            .account_with_roles(&AccountId::from_string(claims.sub.clone()))
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the account no longer exists"))?;
         let mut out = account_claims(&account, &claims.scope);
-        self.add_roles(&mut out, &claims.sub, &claims.scope).await?;
+        add_roles(&mut out, roles, &claims.scope);
         if let Some(service) = service {
             out.insert(
                 "enablement".into(),
@@ -535,16 +573,16 @@ impl TokenService {
         {
             return Ok(json!({
                 "active": true,
-                "iss": c.iss,
-                "sub": c.sub,
-                "aud": c.aud,
-                "client_id": c.client_id,
-                "scope": c.scope,
+                "iss": &c.iss,
+                "sub": &c.sub,
+                "aud": &c.aud,
+                "client_id": &c.client_id,
+                "scope": &c.scope,
                 "exp": c.exp,
                 "iat": c.iat,
-                "jti": c.jti,
+                "jti": &c.jti,
                 "token_type": "Bearer",
-                "acr": c.acr,
+                "acr": &c.acr,
                 "auth_time": c.auth_time,
             }));
         }
@@ -662,6 +700,13 @@ impl TokenService {
         self.keys.verify::<Value>(token, &options).map_err(|_| {
             OAuthError::invalid_request("id_token_hint is not a valid ID token of this provider")
         })
+    }
+}
+
+/// The `roles` claim, with the `profile` scope, when the account has any.
+fn add_roles(claims: &mut serde_json::Map<String, Value>, roles: Vec<String>, scope: &str) {
+    if has_scope(scope, "profile") && !roles.is_empty() {
+        claims.insert("roles".into(), json!(roles));
     }
 }
 
