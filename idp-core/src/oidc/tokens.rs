@@ -17,9 +17,9 @@ use crate::account::AccountId;
 use crate::cache::{Cache, put_json, take_json};
 use crate::client::{Client, GrantType};
 use crate::directory::now;
-use crate::grant::{Grant, RefreshUse};
+use crate::grant::{Grant, Rotated, Rotation};
 use crate::keys::{KeyRing, TokenError, VerifyOptions};
-use crate::secret::{TokenHash, generate_token};
+use crate::secret::{Secret, TokenHash, generate_token};
 use crate::store::Store;
 use crate::{CoreError, Result};
 
@@ -291,9 +291,23 @@ impl TokenService {
             ));
         }
         let hash = TokenHash::of(refresh_token);
-        let grant_id = match self.store.use_refresh_token(hash.as_str(), now()).await? {
-            RefreshUse::Fresh { grant_id } => grant_id,
-            RefreshUse::Reused { grant_id } => {
+        let replacement = generate_token();
+        let replacement_hash = replacement.hash();
+        let rotation = Rotation {
+            old_hash: hash.as_str(),
+            new_hash: replacement_hash.as_str(),
+            client_id: client.id.as_str(),
+            now: now(),
+            ttl_secs: self.settings.refresh_token_ttl_secs,
+        };
+        // One storage step spends the token, stores its replacement (only for an active
+        // grant of this client) and reads the grant.
+        let (mut grant, stored) = match self.store.rotate_refresh_token(&rotation).await? {
+            Rotated::Fresh {
+                grant,
+                new_expires_at,
+            } => (grant, new_expires_at.is_some()),
+            Rotated::Reused { grant_id } => {
                 // Only revoke when the presenter is the grant's client: another client
                 // must not be able to revoke someone else's grant.
                 if let Some(g) = self.store.grant_by_id(&grant_id).await?
@@ -312,28 +326,27 @@ impl TokenService {
                     "the refresh token was already used; its family is revoked",
                 ));
             }
-            RefreshUse::Expired => {
+            Rotated::Expired => {
                 return Err(OAuthError::invalid_grant("the refresh token has expired"));
             }
-            RefreshUse::Unknown => {
+            Rotated::Unknown => {
                 return Err(OAuthError::invalid_grant("the refresh token is unknown"));
             }
-        };
-        let Some(mut grant) = self.store.grant_by_id(&grant_id).await? else {
-            return Err(OAuthError::invalid_grant("the refresh token is unknown"));
         };
         if grant.client_id != client.id.as_str() {
             return Err(OAuthError::invalid_grant(
                 "the refresh token was issued to another client",
             ));
         }
-        if !grant.is_active(now()) {
+        if !grant.is_active(now()) || !stored {
             return Err(OAuthError::invalid_grant(
                 "the grant was revoked or expired",
             ));
         }
         if let Some(scope) = scope {
-            // A refresh may narrow the scope, never widen it.
+            // A refresh may narrow the scope, never widen it. (When it tries to widen
+            // it, the replacement stored above is never handed out: nobody holds it,
+            // and it expires unused.)
             let narrowed = super::normalize_scope(scope);
             if narrowed
                 .split_ascii_whitespace()
@@ -345,7 +358,8 @@ impl TokenService {
             }
             grant.scope = narrowed;
         }
-        self.tokens_for_grant(client, &grant, None).await
+        self.issue_tokens(client, &grant, None, Some(replacement))
+            .await
     }
 
     async fn tokens_for_grant(
@@ -353,6 +367,19 @@ impl TokenService {
         client: &Client,
         grant: &Grant,
         nonce: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.issue_tokens(client, grant, nonce, None).await
+    }
+
+    /// The token response for a grant. `stored_refresh` is a refresh token already
+    /// stored for the grant (a rotation); without one, a new one is stored when the
+    /// client may refresh.
+    async fn issue_tokens(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        nonce: Option<&str>,
+        stored_refresh: Option<Secret>,
     ) -> Result<TokenResponse, OAuthError> {
         let at = now();
         let access_token =
@@ -391,7 +418,9 @@ impl TokenService {
         } else {
             None
         };
-        let refresh_token = if client.allows_grant(GrantType::RefreshToken) {
+        let refresh_token = if let Some(token) = stored_refresh {
+            Some(token.expose().to_string())
+        } else if client.allows_grant(GrantType::RefreshToken) {
             let token = generate_token();
             let expires_at = (at + self.settings.refresh_token_ttl_secs).min(grant.expires_at);
             self.store
@@ -470,17 +499,12 @@ impl TokenService {
     /// `exp`; the revocation checks run every time.
     pub async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
         let claims = self.verified_access_claims(token)?;
-        if self
-            .cache
-            .get(&revoked_jti_key(&claims.jti))
-            .await?
-            .is_some()
-        {
-            return Err(OAuthError::invalid_token("the access token was revoked"));
-        }
-        if let Some(gid) = &claims.gid
-            && self.cache.get(&revoked_grant_key(gid)).await?.is_some()
-        {
+        // Both revocation marks in one cache round trip.
+        let jti_key = revoked_jti_key(&claims.jti);
+        let grant_key = claims.gid.as_deref().map(revoked_grant_key);
+        let mut marks = vec![jti_key.as_str()];
+        marks.extend(grant_key.as_deref());
+        if self.cache.any_exists(&marks).await? {
             return Err(OAuthError::invalid_token("the access token was revoked"));
         }
         Ok(claims)
