@@ -83,7 +83,13 @@ impl SqlStore {
             }
         }
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        // No ping before each acquire (sqlx's default): on PostgreSQL it is one more
+        // round trip per query, on SQLite one more hop to the connection's thread. A
+        // connection that broke (database restarted) fails its query and is dropped;
+        // `/readyz` reports the database meanwhile.
+        let mut pool = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false);
         pool = match (kind, memory) {
             (DatabaseKind::Sqlite, true) => pool
                 .max_connections(1)
