@@ -59,14 +59,18 @@ pub struct Rotation<'a> {
 }
 
 /// What a rotation found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Rotated {
     /// The presented token was unused and is now spent. `new_expires_at` is set when
     /// the new token was stored: the grant is active and is the presenting client's;
     /// otherwise nothing was stored.
     Fresh {
-        grant: Grant,
+        grant: Box<Grant>,
         new_expires_at: Option<i64>,
+        /// The grant's account and its roles (for the ID token), when the store read
+        /// them in the same step (PostgreSQL); otherwise `None`, and the caller reads
+        /// them if it needs them.
+        account: Option<Box<(crate::directory::Account, Vec<String>)>>,
     },
     /// Already used: someone is replaying it.
     Reused {

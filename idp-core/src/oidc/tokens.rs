@@ -16,7 +16,7 @@ use super::{OAuthError, account_claims, half_hash, has_scope, pkce_matches};
 use crate::account::AccountId;
 use crate::cache::{Cache, put_json, take_json};
 use crate::client::{Client, GrantType};
-use crate::directory::now;
+use crate::directory::{Account, now};
 use crate::grant::{Grant, Rotated, Rotation};
 use crate::keys::{KeyRing, TokenError, VerifyOptions};
 use crate::secret::{Secret, TokenHash, generate_token};
@@ -302,11 +302,12 @@ impl TokenService {
         };
         // One storage step spends the token, stores its replacement (only for an active
         // grant of this client) and reads the grant.
-        let (mut grant, stored) = match self.store.rotate_refresh_token(&rotation).await? {
+        let (mut grant, stored, account) = match self.store.rotate_refresh_token(&rotation).await? {
             Rotated::Fresh {
                 grant,
                 new_expires_at,
-            } => (grant, new_expires_at.is_some()),
+                account,
+            } => (*grant, new_expires_at.is_some(), account),
             Rotated::Reused { grant_id } => {
                 // Only revoke when the presenter is the grant's client: another client
                 // must not be able to revoke someone else's grant.
@@ -358,7 +359,7 @@ impl TokenService {
             }
             grant.scope = narrowed;
         }
-        self.issue_tokens(client, &grant, None, Some(replacement))
+        self.issue_tokens(client, &grant, None, Some(replacement), account)
             .await
     }
 
@@ -368,28 +369,32 @@ impl TokenService {
         grant: &Grant,
         nonce: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
-        self.issue_tokens(client, grant, nonce, None).await
+        self.issue_tokens(client, grant, nonce, None, None).await
     }
 
     /// The token response for a grant. `stored_refresh` is a refresh token already
     /// stored for the grant (a rotation); without one, a new one is stored when the
-    /// client may refresh.
+    /// client may refresh. `account` is the grant's account and roles when already read.
     async fn issue_tokens(
         &self,
         client: &Client,
         grant: &Grant,
         nonce: Option<&str>,
         stored_refresh: Option<Secret>,
+        account: Option<Box<(Account, Vec<String>)>>,
     ) -> Result<TokenResponse, OAuthError> {
         let at = now();
         let access_token =
             self.sign_access_token(&grant.account_id, client, &grant.scope, Some(grant))?;
         let id_token = if has_scope(&grant.scope, "openid") {
-            let (account, roles) = self
-                .store
-                .account_with_roles(&AccountId::from_string(grant.account_id.clone()))
-                .await?
-                .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+            let (account, roles) = match account {
+                Some(read) => *read,
+                None => self
+                    .store
+                    .account_with_roles(&AccountId::from_string(grant.account_id.clone()))
+                    .await?
+                    .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?,
+            };
             let mut claims = account_claims(&account, &grant.scope);
             add_roles(&mut claims, roles, &grant.scope);
             if let Some(service) = client.service.as_deref() {

@@ -4,25 +4,31 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{DatabaseKind, SqlStore};
+use super::{DatabaseKind, SqlStore, account_columns, account_from_row};
 use crate::grant::{Grant, GrantStore, RefreshUse, Rotated, Rotation};
 use crate::{CoreError, Result};
 
 fn grant_from_row(row: &AnyRow) -> Result<Grant> {
-    let amr: String = row.try_get("amr")?;
+    grant_from_prefixed_row(row, "")
+}
+
+/// A grant from columns named with `prefix` (joined queries alias them: `g_id`, …).
+fn grant_from_prefixed_row(row: &AnyRow, prefix: &str) -> Result<Grant> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let amr: String = row.try_get(column("amr").as_str())?;
     Ok(Grant {
-        id: row.try_get("id")?,
-        account_id: row.try_get("account_id")?,
-        client_id: row.try_get("client_id")?,
-        scope: row.try_get("scope")?,
-        sid: row.try_get("sid")?,
-        auth_time: row.try_get("auth_time")?,
-        acr: row.try_get("acr")?,
+        id: row.try_get(column("id").as_str())?,
+        account_id: row.try_get(column("account_id").as_str())?,
+        client_id: row.try_get(column("client_id").as_str())?,
+        scope: row.try_get(column("scope").as_str())?,
+        sid: row.try_get(column("sid").as_str())?,
+        auth_time: row.try_get(column("auth_time").as_str())?,
+        acr: row.try_get(column("acr").as_str())?,
         amr: serde_json::from_str(&amr)
             .map_err(|e| CoreError::Invalid(format!("stored amr is not valid: {e}")))?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get(column("created_at").as_str())?,
+        expires_at: row.try_get(column("expires_at").as_str())?,
+        revoked_at: row.try_get(column("revoked_at").as_str())?,
     })
 }
 
@@ -121,18 +127,39 @@ impl GrantStore for SqlStore {
     }
 
     async fn rotate_refresh_token(&self, r: &Rotation<'_>) -> Result<Rotated> {
-        let found = match self.kind() {
+        // Each arm returns a fresh rotation; what falls through was not spent.
+        match self.kind() {
             DatabaseKind::Postgres => {
-                // PostgreSQL runs data-modifying CTEs: spend, insert and read in one
-                // statement, so one round trip and one commit (one WAL flush).
-                sqlx::query(ROTATE_POSTGRES)
+                // PostgreSQL runs data-modifying CTEs: spend, insert and read the grant,
+                // its account and roles in one statement: one round trip and one commit
+                // (one WAL flush). One row per role, as in `account_with_roles`.
+                let rows = sqlx::query(ROTATE_POSTGRES)
                     .bind(r.old_hash)
                     .bind(r.now)
                     .bind(r.new_hash)
                     .bind(r.client_id)
                     .bind(r.ttl_secs)
-                    .fetch_optional(self.pool())
-                    .await?
+                    .fetch_all(self.pool())
+                    .await?;
+                if let Some(first) = rows.first() {
+                    let account = match first.try_get::<Option<String>, _>("id")? {
+                        Some(_) => {
+                            let mut roles = Vec::new();
+                            for row in &rows {
+                                if let Some(role) = row.try_get::<Option<String>, _>("role")? {
+                                    roles.push(role);
+                                }
+                            }
+                            Some(Box::new((account_from_row(first)?, roles)))
+                        }
+                        None => None,
+                    };
+                    return Ok(Rotated::Fresh {
+                        grant: Box::new(grant_from_prefixed_row(first, "g_")?),
+                        new_expires_at: first.try_get("new_expires_at")?,
+                        account,
+                    });
+                }
             }
             DatabaseKind::Sqlite => {
                 // SQLite has no data-modifying CTEs: two statements, with no transaction
@@ -145,8 +172,8 @@ impl GrantStore for SqlStore {
                     .bind(r.now)
                     .fetch_optional(self.pool())
                     .await?;
-                match spent {
-                    Some(row) => {
+                if let Some(row) = spent {
+                    {
                         let grant = grant_from_row(&row)?;
                         let new_expires_at: Option<i64> = sqlx::query_scalar(INSERT_REPLACEMENT)
                             .bind(&grant.id)
@@ -157,19 +184,13 @@ impl GrantStore for SqlStore {
                             .fetch_optional(self.pool())
                             .await?;
                         return Ok(Rotated::Fresh {
-                            grant,
+                            grant: Box::new(grant),
                             new_expires_at,
+                            account: None,
                         });
                     }
-                    None => None,
                 }
             }
-        };
-        if let Some(row) = found {
-            return Ok(Rotated::Fresh {
-                grant: grant_from_row(&row)?,
-                new_expires_at: row.try_get("new_expires_at")?,
-            });
         }
         Ok(match self.classify_refresh_token(r.old_hash).await? {
             RefreshUse::Reused { grant_id } => Rotated::Reused { grant_id },
@@ -236,9 +257,10 @@ const INSERT_REPLACEMENT: &str = "INSERT INTO refresh_tokens \
      FROM grants g WHERE g.id = $1 AND g.client_id = $4 AND g.revoked_at IS NULL \
      AND g.expires_at > $2 RETURNING expires_at";
 
-/// SPEND, INSERT_REPLACEMENT and the grant as one PostgreSQL statement: one round trip
-/// and one commit.
-const ROTATE_POSTGRES: &str = "WITH spent AS ( \
+/// SPEND, INSERT_REPLACEMENT, the grant (columns `g_*`), its account and roles as one
+/// PostgreSQL statement: one round trip and one commit.
+const ROTATE_POSTGRES: &str = concat!(
+    "WITH spent AS ( \
          UPDATE refresh_tokens SET used_at = $2 \
          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id \
      ), fresh AS ( \
@@ -249,10 +271,15 @@ const ROTATE_POSTGRES: &str = "WITH spent AS ( \
          WHERE g.client_id = $4 AND g.revoked_at IS NULL AND g.expires_at > $2 \
          RETURNING expires_at \
      ) \
-     SELECT g.id, g.account_id, g.client_id, g.scope, g.sid, g.auth_time, g.acr, g.amr, \
-         g.created_at, g.expires_at, g.revoked_at, \
-         (SELECT expires_at FROM fresh) AS new_expires_at \
-     FROM grants g JOIN spent ON g.id = spent.grant_id";
+     SELECT g.id AS g_id, g.account_id AS g_account_id, g.client_id AS g_client_id, \
+         g.scope AS g_scope, g.sid AS g_sid, g.auth_time AS g_auth_time, g.acr AS g_acr, \
+         g.amr AS g_amr, g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
+         g.revoked_at AS g_revoked_at, (SELECT expires_at FROM fresh) AS new_expires_at, ",
+    account_columns!(),
+    ", r.role FROM grants g JOIN spent ON g.id = spent.grant_id \
+     LEFT JOIN accounts a ON a.id = g.account_id \
+     LEFT JOIN account_roles r ON r.account_id = a.id ORDER BY r.role"
+);
 
 impl SqlStore {
     /// Why a refresh token could not be spent: used before, expired, or unknown.
@@ -347,6 +374,7 @@ mod tests {
         let Rotated::Fresh {
             grant,
             new_expires_at,
+            ..
         } = store
             .rotate_refresh_token(&rotation("old", "new", "pago-in-rete", NOW))
             .await
@@ -361,15 +389,13 @@ mod tests {
             store.use_refresh_token_peek("new", NOW).await.unwrap(),
             Some(NOW + 30)
         );
-        assert_eq!(
+        assert!(matches!(
             store
                 .rotate_refresh_token(&rotation("old", "other", "pago-in-rete", NOW))
                 .await
                 .unwrap(),
-            Rotated::Reused {
-                grant_id: "g1".into()
-            }
-        );
+            Rotated::Reused { grant_id } if grant_id == "g1"
+        ));
         assert_eq!(store.grant_of_refresh_token("other").await.unwrap(), None);
     }
 
@@ -408,20 +434,20 @@ mod tests {
     #[tokio::test]
     async fn expired_and_unknown_tokens_are_told_apart() {
         let store = store_with_grant(NOW + 1000).await;
-        assert_eq!(
+        assert!(matches!(
             store
                 .rotate_refresh_token(&rotation("old", "new", "pago-in-rete", NOW + 100))
                 .await
                 .unwrap(),
             Rotated::Expired
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             store
                 .rotate_refresh_token(&rotation("nope", "new", "pago-in-rete", NOW))
                 .await
                 .unwrap(),
             Rotated::Unknown
-        );
+        ));
         assert_eq!(store.grant_of_refresh_token("new").await.unwrap(), None);
     }
 }
