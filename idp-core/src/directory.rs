@@ -177,26 +177,24 @@ impl Directory {
             Err(_) => None,
         };
         let Some(account) = account else {
-            let hasher = self.hasher.clone();
-            tokio::task::spawn_blocking(move || hasher.dummy_verify(&password))
-                .await
-                .map_err(|e| CoreError::Crypto(e.to_string()))?;
+            self.hasher
+                .run(move |hasher| hasher.dummy_verify(&password))
+                .await?;
             return Ok(SignIn::InvalidCredentials);
         };
         let Some(stored) = account.password.clone() else {
-            let hasher = self.hasher.clone();
-            tokio::task::spawn_blocking(move || hasher.dummy_verify(&password))
-                .await
-                .map_err(|e| CoreError::Crypto(e.to_string()))?;
+            self.hasher
+                .run(move |hasher| hasher.dummy_verify(&password))
+                .await?;
             return Ok(SignIn::NoPassword);
         };
-        let hasher = self.hasher.clone();
-        let (verification, password) = tokio::task::spawn_blocking(move || {
-            let v = hasher.verify(&password, &stored);
-            (v, password)
-        })
-        .await
-        .map_err(|e| CoreError::Crypto(e.to_string()))?;
+        let (verification, password) = self
+            .hasher
+            .run(move |hasher| {
+                let v = hasher.verify(&password, &stored);
+                (v, password)
+            })
+            .await?;
         match verification? {
             Verification::Invalid => Ok(SignIn::InvalidCredentials),
             Verification::Valid { needs_rehash } => {
@@ -219,11 +217,10 @@ impl Directory {
     }
 
     pub(crate) async fn hash(&self, password: Password) -> Result<PasswordHash> {
-        let hasher = self.hasher.clone();
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
-            .await
-            .map_err(|e| CoreError::Crypto(e.to_string()))?
-            .map_err(CoreError::from)
+        Ok(self
+            .hasher
+            .run(move |hasher| hasher.hash(&password))
+            .await??)
     }
 
     /// Checks a new password against the policy for this account, returning every
@@ -240,25 +237,26 @@ impl Directory {
         let mut previous: Vec<PasswordHash> = account.password.iter().cloned().collect();
         previous.extend(history);
         previous.truncate(self.policy.history);
-        let hasher = self.hasher.clone();
         let policy = self.policy.clone();
         let account = account.clone();
         let password = Password::new(password.expose().to_string());
-        tokio::task::spawn_blocking(move || {
-            let names = [account.given_name.as_str(), account.family_name.as_str()];
-            let ctx = PolicyContext {
-                username: Some(account.username.as_str()),
-                names: &names,
-                fiscal_code: account.fiscal_code.as_ref().map(|f| f.as_str()),
-                previous_hashes: &previous,
-            };
-            match policy.check(&password, &ctx, &hasher) {
-                Ok(()) => Vec::new(),
-                Err(v) => v,
-            }
-        })
-        .await
-        .map_err(|e| CoreError::Crypto(e.to_string()))
+        // The policy verifies the new password against the previous hashes: argon2 work.
+        Ok(self
+            .hasher
+            .run(move |hasher| {
+                let names = [account.given_name.as_str(), account.family_name.as_str()];
+                let ctx = PolicyContext {
+                    username: Some(account.username.as_str()),
+                    names: &names,
+                    fiscal_code: account.fiscal_code.as_ref().map(|f| f.as_str()),
+                    previous_hashes: &previous,
+                };
+                match policy.check(&password, &ctx, hasher) {
+                    Ok(()) => Vec::new(),
+                    Err(v) => v,
+                }
+            })
+            .await?)
     }
 
     /// Sets a password the person chose (after the policy check).

@@ -44,6 +44,42 @@ pub enum RefreshUse {
     Unknown,
 }
 
+/// One refresh-token rotation, as [`GrantStore::rotate_refresh_token`] does it.
+#[derive(Clone, Copy, Debug)]
+pub struct Rotation<'a> {
+    /// Hash of the token presented.
+    pub old_hash: &'a str,
+    /// Hash of the token that replaces it.
+    pub new_hash: &'a str,
+    /// The client presenting the token: the new one is stored only for its own grant.
+    pub client_id: &'a str,
+    pub now: i64,
+    /// The new token expires this long after `now`, or with its grant if sooner.
+    pub ttl_secs: i64,
+}
+
+/// What a rotation found.
+#[derive(Clone, Debug)]
+pub enum Rotated {
+    /// The presented token was unused and is now spent. `new_expires_at` is set when
+    /// the new token was stored: the grant is active and is the presenting client's;
+    /// otherwise nothing was stored.
+    Fresh {
+        grant: Box<Grant>,
+        new_expires_at: Option<i64>,
+        /// The grant's account and its roles (for the ID token), when the store read
+        /// them in the same step (PostgreSQL); otherwise `None`, and the caller reads
+        /// them if it needs them.
+        account: Option<Box<(crate::directory::Account, Vec<String>)>>,
+    },
+    /// Already used: someone is replaying it.
+    Reused {
+        grant_id: String,
+    },
+    Expired,
+    Unknown,
+}
+
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     async fn insert_grant(&self, grant: &Grant) -> Result<()>;
@@ -60,6 +96,10 @@ pub trait GrantStore: Send + Sync {
     ) -> Result<()>;
     /// Spends a refresh token atomically: of two concurrent uses only one is `Fresh`.
     async fn use_refresh_token(&self, token_hash: &str, now: i64) -> Result<RefreshUse>;
+    /// Spends a refresh token like [`GrantStore::use_refresh_token`] and, in the same
+    /// step, stores its replacement and reads the grant: the `refresh_token` grant's
+    /// storage work in one round trip and one commit where the database allows it.
+    async fn rotate_refresh_token(&self, rotation: &Rotation<'_>) -> Result<Rotated>;
     /// The expiry of a refresh token that is still usable (unused, unexpired), without
     /// spending it (for introspection).
     async fn use_refresh_token_peek(&self, token_hash: &str, now: i64) -> Result<Option<i64>>;

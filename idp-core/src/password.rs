@@ -3,12 +3,13 @@
 //! are not passwords and live in [`crate::secret`].
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use argon2::password_hash::{PasswordHash as PhcHash, SaltString};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::{Output, PasswordHash as PhcHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 pub mod policy;
 
@@ -158,13 +159,23 @@ pub enum Verification {
 }
 
 /// Hashes and verifies passwords with argon2id. Each call is deliberately slow
-/// (tens of milliseconds of CPU): async callers should run it on a blocking thread.
+/// (tens of milliseconds of CPU and ~19 MiB of memory): async callers go through
+/// [`PasswordHasher::run`], which runs the work on a blocking thread and lets only as
+/// many run at once as there are cores to run them.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: HashParams,
     argon2: Argon2<'static>,
     /// The hash that [`PasswordHasher::dummy_verify`] checks against, made on first use.
-    dummy: OnceLock<Option<PasswordHash>>,
+    dummy: Arc<OnceLock<Option<PasswordHash>>>,
+    /// One permit per core that may run argon2 (shared by clones). More hashes at once
+    /// than cores only add memory (each holds its ~19 MiB) and latency to all of them.
+    slots: Arc<Semaphore>,
+    /// Argon2 working memory kept between calls, at most one buffer per slot. Without
+    /// it every call allocates and frees ~19 MiB; the allocator keeps such blocks in
+    /// per-thread arenas, so the blocking pool's many threads ended up holding
+    /// gigabytes. The argon2 crate takes caller memory for exactly this purpose.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -205,8 +216,62 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             params,
             argon2,
-            dummy: OnceLock::new(),
+            dummy: Arc::new(OnceLock::new()),
+            slots: Arc::new(Semaphore::new(argon2_slots())),
+            memory: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// Runs `work` (hashing, verifying, a policy check that verifies) on a blocking
+    /// thread once one of the argon2 slots is free, so that at most one argon2 runs
+    /// per available core (`available_parallelism`, which honours CPU affinity).
+    pub async fn run<R, F>(self: &Arc<Self>, work: F) -> Result<R, PasswordError>
+    where
+        F: FnOnce(&PasswordHasher) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        let hasher = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let result = work(&hasher);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| PasswordError::Hashing(e.to_string()))
+    }
+
+    /// Argon2 of `password` and `salt` with `argon2`'s costs into `out`, in working
+    /// memory taken from (and given back to) the pool.
+    fn compute(
+        &self,
+        argon2: &Argon2<'_>,
+        params: &Params,
+        password: &[u8],
+        salt: &[u8],
+        out: &mut [u8],
+    ) -> argon2::Result<()> {
+        let taken = self
+            .memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut blocks = taken.unwrap_or_default();
+        if blocks.len() < params.block_count() {
+            blocks.resize(params.block_count(), Block::default());
+        }
+        let result = argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..]);
+        let mut pool = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        // A buffer grown for a costlier stored hash is not kept past the usual size.
+        if pool.len() < argon2_slots() && blocks.len() <= self.params.memory_kib as usize {
+            pool.push(blocks);
+        }
+        result
     }
 
     pub fn params(&self) -> HashParams {
@@ -214,12 +279,38 @@ impl PasswordHasher {
     }
 
     pub fn hash(&self, password: &Password) -> Result<PasswordHash, PasswordError> {
+        let hashing = |e: &dyn fmt::Display| PasswordError::Hashing(e.to_string());
         let salt = SaltString::generate(&mut OsRng);
-        let phc = self
-            .argon2
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        let mut salt_bytes = [0u8; 64];
+        let salt_bytes = salt
+            .as_salt()
+            .decode_b64(&mut salt_bytes)
+            .map_err(|e| hashing(&e))?;
+        let params = self.argon2_params();
+        let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = Output::init_with(output_len, |out| {
+            self.compute(
+                &self.argon2,
+                &params,
+                password.expose().as_bytes(),
+                salt_bytes,
+                out,
+            )
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+        })
+        .map_err(|e| hashing(&e))?;
+        let phc = PhcHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: (&params).try_into().map_err(|e| hashing(&e))?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
         Ok(PasswordHash(phc.to_string()))
+    }
+
+    fn argon2_params(&self) -> Params {
+        self.argon2.params().clone()
     }
 
     /// Verifies with the costs recorded in the stored hash (so that old hashes
@@ -237,15 +328,41 @@ impl PasswordHasher {
                 found: algorithm.to_string(),
             });
         }
-        match self
-            .argon2
-            .verify_password(password.expose().as_bytes(), &phc)
-        {
-            Ok(()) => Ok(Verification::Valid {
+        // What `PasswordVerifier::verify_password` does, with pooled working memory:
+        // the costs, salt and output length come from the stored hash.
+        let hashing = |e: &dyn fmt::Display| PasswordError::Hashing(e.to_string());
+        let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+            return Err(PasswordError::MalformedHash);
+        };
+        let argon_algorithm = Algorithm::try_from(phc.algorithm).map_err(|e| hashing(&e))?;
+        let version = phc
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(|e| hashing(&e))?
+            .unwrap_or_default();
+        let params = Params::try_from(&phc).map_err(|e| hashing(&e))?;
+        let argon2 = Argon2::new(argon_algorithm, version, params.clone());
+        let mut salt_bytes = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| hashing(&e))?;
+        let computed = Output::init_with(expected.len(), |out| {
+            self.compute(
+                &argon2,
+                &params,
+                password.expose().as_bytes(),
+                salt_bytes,
+                out,
+            )
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+        })
+        .map_err(|e| hashing(&e))?;
+        // `Output`'s equality is constant-time.
+        if computed == expected {
+            Ok(Verification::Valid {
                 needs_rehash: self.needs_rehash(&phc),
-            }),
-            Err(argon2::password_hash::Error::Password) => Ok(Verification::Invalid),
-            Err(e) => Err(PasswordError::Hashing(e.to_string())),
+            })
+        } else {
+            Ok(Verification::Invalid)
         }
     }
 
@@ -280,6 +397,12 @@ impl PasswordHasher {
             }
         }
     }
+}
+
+/// How many argon2 computations may run at once: the cores this process may use.
+fn argon2_slots() -> usize {
+    static SLOTS: OnceLock<usize> = OnceLock::new();
+    *SLOTS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[cfg(test)]
@@ -376,8 +499,7 @@ mod tests {
         let params = Params::new(64, 1, 1, None).unwrap();
         let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, params);
         let salt = SaltString::generate(&mut OsRng);
-        let phc = argon2i
-            .hash_password(b"Corretta#2024", &salt)
+        let phc = argon2::PasswordHasher::hash_password(&argon2i, b"Corretta#2024", &salt)
             .unwrap()
             .to_string();
         let hasher = PasswordHasher::for_tests();
@@ -447,6 +569,42 @@ mod tests {
         assert!(matches!(first, Some(Some(_))));
         hasher.dummy_verify(&pw("something else"));
         assert_eq!(hasher.dummy.get().cloned(), first);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_argon2_runs_at_once_than_there_are_cores() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let hasher = Arc::new(PasswordHasher::for_tests());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..argon2_slots() * 4 + 4 {
+            let (hasher, in_flight, most) = (hasher.clone(), in_flight.clone(), most.clone());
+            tasks.push(tokio::spawn(async move {
+                hasher
+                    .run(move |h| {
+                        most.fetch_max(in_flight.fetch_add(1, SeqCst) + 1, SeqCst);
+                        let hash = h.hash(&pw("Segreta#2024")).unwrap();
+                        // Long enough for unbounded runs to overlap.
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        let verified = h.verify(&pw("Segreta#2024"), &hash).unwrap();
+                        in_flight.fetch_sub(1, SeqCst);
+                        verified
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for task in tasks {
+            assert!(matches!(task.await.unwrap(), Verification::Valid { .. }));
+        }
+        let most = most.load(SeqCst);
+        assert!((1..=argon2_slots()).contains(&most), "{most} ran at once");
+        let kept = hasher.memory.lock().unwrap().len();
+        assert!(
+            (1..=argon2_slots()).contains(&kept),
+            "{kept} working buffers kept"
+        );
     }
 
     #[test]

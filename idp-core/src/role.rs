@@ -25,6 +25,12 @@ pub fn check_role(role: &str) -> Result<()> {
 pub trait RoleStore: Send + Sync {
     /// The account's roles, sorted.
     async fn roles_of(&self, account_id: &str) -> Result<Vec<String>>;
+    /// The account and its roles (sorted) in one query: what the ID token and userinfo
+    /// are made from.
+    async fn account_with_roles(
+        &self,
+        id: &crate::account::AccountId,
+    ) -> Result<Option<(crate::directory::Account, Vec<String>)>>;
     /// Idempotent.
     async fn grant_role(&self, account_id: &str, role: &str) -> Result<()>;
     /// True when the account had the role.

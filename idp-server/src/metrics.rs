@@ -159,20 +159,19 @@ pub async fn serve(State(state): State<AppState>) -> Response {
 /// Middleware: counts and times every request under its matched route pattern
 /// (`/authorize`, `/assets/{*path}`), never the raw path.
 pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| UNMATCHED.to_owned());
-    let method = request.method().as_str().to_owned();
+    // Clones that allocate nothing: MatchedPath shares its string, standard methods
+    // are constants.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
+    let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let i = &metrics.inner;
     i.latency
-        .with_label_values(&[method.as_str(), route.as_str()])
+        .with_label_values(&[method.as_str(), route])
         .observe(started.elapsed().as_secs_f64());
     i.requests
-        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .with_label_values(&[method.as_str(), route, response.status().as_str()])
         .inc();
     response
 }

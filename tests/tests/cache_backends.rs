@@ -93,6 +93,20 @@ async fn delete_removes(cache: Arc<dyn Cache>) {
     cache.ping().await.expect("ping");
 }
 
+async fn any_exists_sees_one_live_key_among_several(cache: Arc<dyn Cache>) {
+    assert!(!cache.any_exists(&[]).await.expect("exists"));
+    assert!(!cache.any_exists(&["a", "b"]).await.expect("exists"));
+    cache
+        .put("b", b"1", Duration::from_secs(60))
+        .await
+        .expect("put");
+    assert!(cache.any_exists(&["a", "b"]).await.expect("exists"));
+    assert!(cache.any_exists(&["b"]).await.expect("exists"));
+    assert!(!cache.any_exists(&["a", "c"]).await.expect("exists"));
+    cache.delete("b").await.expect("delete");
+    assert!(!cache.any_exists(&["a", "b"]).await.expect("exists"));
+}
+
 macro_rules! on_both_caches {
     ($($body:ident),* $(,)?) => {
         mod memory {
@@ -127,4 +141,5 @@ on_both_caches!(
     counters_count_within_their_window,
     sets_collect_members,
     delete_removes,
+    any_exists_sees_one_live_key_among_several,
 );

@@ -71,6 +71,10 @@ impl Cache for MemoryCache {
         })?
     }
 
+    async fn any_exists(&self, keys: &[&str]) -> Result<bool> {
+        self.with(|map, now| keys.iter().any(|key| live(map, key, now).is_some()))
+    }
+
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
         self.with(|map, now| {
             map.insert(

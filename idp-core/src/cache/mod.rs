@@ -20,6 +20,9 @@ pub use self::redis::RedisCache;
 #[async_trait]
 pub trait Cache: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Whether at least one of `keys` holds a live entry: one round trip for several
+    /// checks (the revocation marks an access token may carry).
+    async fn any_exists(&self, keys: &[&str]) -> Result<bool>;
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     /// Stores only when the key is absent; true when it stored (a replay check).
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;

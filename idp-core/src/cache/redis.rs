@@ -72,6 +72,19 @@ impl Cache for RedisCache {
         Ok(con.get(self.key(key)).await?)
     }
 
+    async fn any_exists(&self, keys: &[&str]) -> Result<bool> {
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        let mut con = self.connection.clone();
+        let mut exists = redis::cmd("EXISTS");
+        for key in keys {
+            exists.arg(self.key(key));
+        }
+        let found: u64 = exists.query_async(&mut con).await?;
+        Ok(found > 0)
+    }
+
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
         let mut con = self.connection.clone();
         let _: () = redis::cmd("SET")

@@ -6,9 +6,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+use aws_lc_rs::error::Unspecified;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, Header, Validation};
+use p256::pkcs8::SecretDocument;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -108,8 +116,31 @@ struct RingKey {
 }
 
 struct ParsedKey {
-    encoding: EncodingKey,
+    signing: Signer,
     decoding: DecodingKey,
+}
+
+/// The private key, parsed once. jsonwebtoken's `encode` parses the PKCS#8 document
+/// (and, for EC, derives the public point) again on every call, which cost as much as
+/// the signature itself; the JWS around the signature is assembled in
+/// [`KeyRing::sign`].
+enum Signer {
+    Es256(EcdsaKeyPair),
+    Rs256(RsaKeyPair),
+}
+
+impl Signer {
+    fn sign(&self, message: &[u8]) -> std::result::Result<Vec<u8>, Unspecified> {
+        let rng = SystemRandom::new();
+        match self {
+            Signer::Es256(key) => Ok(key.sign(&rng, message)?.as_ref().to_vec()),
+            Signer::Rs256(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(&RSA_PKCS1_SHA256, &rng, message, &mut signature)?;
+                Ok(signature)
+            }
+        }
+    }
 }
 
 impl RingKey {
@@ -273,8 +304,22 @@ impl KeyRing {
         let mut header = Header::new(algorithm.jwt());
         header.typ = typ.map(str::to_owned);
         header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.parsed.encoding)
-            .map_err(|e| CoreError::Crypto(format!("signing with {}: {e}", key.kid)))
+        let failed =
+            |e: &dyn std::fmt::Display| CoreError::Crypto(format!("signing with {}: {e}", key.kid));
+        // RFC 7515 compact serialization, as jsonwebtoken's `encode` writes it.
+        let header = serde_json::to_vec(&header).map_err(|e| failed(&e))?;
+        let claims = serde_json::to_vec(claims).map_err(|e| failed(&e))?;
+        let mut jws = URL_SAFE_NO_PAD.encode(header);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
+        let signature = key
+            .parsed
+            .signing
+            .sign(jws.as_bytes())
+            .map_err(|e| failed(&e))?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+        Ok(jws)
     }
 
     /// Verifies a JWS signed by any published key (retire_at not reached) and checks the
@@ -284,6 +329,16 @@ impl KeyRing {
         token: &str,
         check: &VerifyOptions,
     ) -> Result<T, TokenError> {
+        self.verify_keyed(token, check).map(|(claims, _kid)| claims)
+    }
+
+    /// [`KeyRing::verify`], also returning the kid of the key that signed the token (to
+    /// ask [`KeyRing::publishes`] later whether that key still counts).
+    pub fn verify_keyed<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        check: &VerifyOptions,
+    ) -> Result<(T, String), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKid)?;
         let loaded = self.loaded();
@@ -320,7 +375,16 @@ impl KeyRing {
         {
             return Err(TokenError::InvalidType);
         }
-        Ok(data.claims)
+        Ok((data.claims, key.kid.clone()))
+    }
+
+    /// Whether the key `kid` is still published, so that tokens it signed still verify.
+    pub fn publishes(&self, kid: &str) -> bool {
+        let at = now();
+        self.loaded()
+            .keys
+            .iter()
+            .any(|k| k.kid == kid && k.is_published_at(at))
     }
 
     /// The JWKS document (`{"keys":[…]}`) of the published keys, serialized once per
@@ -414,18 +478,26 @@ fn parse(key: &SigningKey) -> Result<ParsedKey> {
             "its JWK is not the public half of its private key".into(),
         ));
     }
-    let (encoding, decoding) = match &members {
+    let (label, der) = SecretDocument::from_pem(pem).map_err(|e| corrupt(e.to_string()))?;
+    if label != "PRIVATE KEY" {
+        return Err(corrupt(format!("a {label} PEM, not a PKCS#8 PRIVATE KEY")));
+    }
+    let (signing, decoding) = match &members {
         PublicMembers::Ec { x, y } => (
-            EncodingKey::from_ec_pem(pem.as_bytes()),
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.as_bytes())
+                .map(Signer::Es256)
+                .map_err(|e| corrupt(e.to_string()))?,
             DecodingKey::from_ec_components(x, y),
         ),
         PublicMembers::Rsa { n, e } => (
-            EncodingKey::from_rsa_pem(pem.as_bytes()),
+            RsaKeyPair::from_pkcs8(der.as_bytes())
+                .map(Signer::Rs256)
+                .map_err(|e| corrupt(e.to_string()))?,
             DecodingKey::from_rsa_components(n, e),
         ),
     };
     Ok(ParsedKey {
-        encoding: encoding.map_err(|e| corrupt(e.to_string()))?,
+        signing,
         decoding: decoding.map_err(|e| corrupt(e.to_string()))?,
     })
 }

@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use super::{OAuthError, account_claims, half_hash, has_scope, pkce_matches};
 use crate::account::AccountId;
 use crate::cache::{Cache, put_json, take_json};
 use crate::client::{Client, GrantType};
-use crate::directory::now;
-use crate::grant::{Grant, RefreshUse};
+use crate::directory::{Account, now};
+use crate::grant::{Grant, Rotated, Rotation};
 use crate::keys::{KeyRing, TokenError, VerifyOptions};
-use crate::secret::{TokenHash, generate_token};
+use crate::secret::{Secret, TokenHash, generate_token};
 use crate::store::Store;
 use crate::{CoreError, Result};
 
@@ -104,6 +105,32 @@ pub struct TokenService {
     keys: KeyRing,
     store: Arc<dyn Store>,
     cache: Arc<dyn Cache>,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// How many verified access tokens are remembered (each a few hundred bytes).
+const VERIFIED_TOKENS_CAPACITY: usize = 10_000;
+
+/// Access tokens whose signature and claims this instance has verified, by the SHA-256
+/// of the token, so that a resource server calling introspection or userinfo with the
+/// same token again does not cost another signature check. An entry is used only
+/// before the token's `exp` and while the key that signed it is published; revocation
+/// is not cached here: it is checked on every request, in the shared cache.
+struct VerifiedTokens {
+    tokens: quick_cache::sync::Cache<[u8; 32], Arc<VerifiedToken>>,
+}
+
+struct VerifiedToken {
+    claims: Arc<AccessClaims>,
+    kid: String,
+}
+
+impl VerifiedTokens {
+    fn new() -> Self {
+        Self {
+            tokens: quick_cache::sync::Cache::new(VERIFIED_TOKENS_CAPACITY),
+        }
+    }
 }
 
 fn code_key(code: &str) -> String {
@@ -137,6 +164,7 @@ impl TokenService {
             keys,
             store,
             cache,
+            verified: Arc::new(VerifiedTokens::new()),
         }
     }
 
@@ -263,9 +291,24 @@ impl TokenService {
             ));
         }
         let hash = TokenHash::of(refresh_token);
-        let grant_id = match self.store.use_refresh_token(hash.as_str(), now()).await? {
-            RefreshUse::Fresh { grant_id } => grant_id,
-            RefreshUse::Reused { grant_id } => {
+        let replacement = generate_token();
+        let replacement_hash = replacement.hash();
+        let rotation = Rotation {
+            old_hash: hash.as_str(),
+            new_hash: replacement_hash.as_str(),
+            client_id: client.id.as_str(),
+            now: now(),
+            ttl_secs: self.settings.refresh_token_ttl_secs,
+        };
+        // One storage step spends the token, stores its replacement (only for an active
+        // grant of this client) and reads the grant.
+        let (mut grant, stored, account) = match self.store.rotate_refresh_token(&rotation).await? {
+            Rotated::Fresh {
+                grant,
+                new_expires_at,
+                account,
+            } => (*grant, new_expires_at.is_some(), account),
+            Rotated::Reused { grant_id } => {
                 // Only revoke when the presenter is the grant's client: another client
                 // must not be able to revoke someone else's grant.
                 if let Some(g) = self.store.grant_by_id(&grant_id).await?
@@ -284,28 +327,27 @@ impl TokenService {
                     "the refresh token was already used; its family is revoked",
                 ));
             }
-            RefreshUse::Expired => {
+            Rotated::Expired => {
                 return Err(OAuthError::invalid_grant("the refresh token has expired"));
             }
-            RefreshUse::Unknown => {
+            Rotated::Unknown => {
                 return Err(OAuthError::invalid_grant("the refresh token is unknown"));
             }
-        };
-        let Some(mut grant) = self.store.grant_by_id(&grant_id).await? else {
-            return Err(OAuthError::invalid_grant("the refresh token is unknown"));
         };
         if grant.client_id != client.id.as_str() {
             return Err(OAuthError::invalid_grant(
                 "the refresh token was issued to another client",
             ));
         }
-        if !grant.is_active(now()) {
+        if !grant.is_active(now()) || !stored {
             return Err(OAuthError::invalid_grant(
                 "the grant was revoked or expired",
             ));
         }
         if let Some(scope) = scope {
-            // A refresh may narrow the scope, never widen it.
+            // A refresh may narrow the scope, never widen it. (When it tries to widen
+            // it, the replacement stored above is never handed out: nobody holds it,
+            // and it expires unused.)
             let narrowed = super::normalize_scope(scope);
             if narrowed
                 .split_ascii_whitespace()
@@ -317,7 +359,8 @@ impl TokenService {
             }
             grant.scope = narrowed;
         }
-        self.tokens_for_grant(client, &grant, None).await
+        self.issue_tokens(client, &grant, None, Some(replacement), account)
+            .await
     }
 
     async fn tokens_for_grant(
@@ -326,18 +369,34 @@ impl TokenService {
         grant: &Grant,
         nonce: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
+        self.issue_tokens(client, grant, nonce, None, None).await
+    }
+
+    /// The token response for a grant. `stored_refresh` is a refresh token already
+    /// stored for the grant (a rotation); without one, a new one is stored when the
+    /// client may refresh. `account` is the grant's account and roles when already read.
+    async fn issue_tokens(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        nonce: Option<&str>,
+        stored_refresh: Option<Secret>,
+        account: Option<Box<(Account, Vec<String>)>>,
+    ) -> Result<TokenResponse, OAuthError> {
         let at = now();
         let access_token =
             self.sign_access_token(&grant.account_id, client, &grant.scope, Some(grant))?;
         let id_token = if has_scope(&grant.scope, "openid") {
-            let account = self
-                .store
-                .account_by_id(&AccountId::from_string(grant.account_id.clone()))
-                .await?
-                .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+            let (account, roles) = match account {
+                Some(read) => *read,
+                None => self
+                    .store
+                    .account_with_roles(&AccountId::from_string(grant.account_id.clone()))
+                    .await?
+                    .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?,
+            };
             let mut claims = account_claims(&account, &grant.scope);
-            self.add_roles(&mut claims, &grant.account_id, &grant.scope)
-                .await?;
+            add_roles(&mut claims, roles, &grant.scope);
             if let Some(service) = client.service.as_deref() {
                 claims.insert(
                     "enablement".into(),
@@ -364,7 +423,9 @@ impl TokenService {
         } else {
             None
         };
-        let refresh_token = if client.allows_grant(GrantType::RefreshToken) {
+        let refresh_token = if let Some(token) = stored_refresh {
+            Some(token.expose().to_string())
+        } else if client.allows_grant(GrantType::RefreshToken) {
             let token = generate_token();
             let expires_at = (at + self.settings.refresh_token_ttl_secs).min(grant.expires_at);
             self.store
@@ -438,8 +499,33 @@ impl TokenService {
         })
     }
 
-    /// Verifies an access token: signature, issuer, type, expiry, and not revoked.
-    pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, OAuthError> {
+    /// Verifies an access token: signature, issuer, type, expiry, and not revoked. The
+    /// signature and claims checks of a token seen before are remembered until its
+    /// `exp`; the revocation checks run every time.
+    pub async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
+        let claims = self.verified_access_claims(token)?;
+        // Both revocation marks in one cache round trip.
+        let jti_key = revoked_jti_key(&claims.jti);
+        let grant_key = claims.gid.as_deref().map(revoked_grant_key);
+        let mut marks = vec![jti_key.as_str()];
+        marks.extend(grant_key.as_deref());
+        if self.cache.any_exists(&marks).await? {
+            return Err(OAuthError::invalid_token("the access token was revoked"));
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a well-signed, unexpired access token of ours, from memory when the
+    /// same token was verified before.
+    fn verified_access_claims(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(known) = self.verified.tokens.get(&digest) {
+            // Same rule as the full check (leeway 0): valid while exp is not in the past.
+            if known.claims.exp >= now() && self.keys.publishes(&known.kid) {
+                return Ok(Arc::clone(&known.claims));
+            }
+            self.verified.tokens.remove(&digest);
+        }
         let options = VerifyOptions {
             issuer: self.issuer.clone(),
             audience: None,
@@ -447,45 +533,26 @@ impl TokenService {
             leeway_secs: 0,
             validate_exp: true,
         };
-        let claims: AccessClaims = self.keys.verify(token, &options).map_err(|e| {
-            OAuthError::invalid_token(match e {
-                TokenError::Expired => "the access token has expired",
-                TokenError::UnknownKid => "the access token is signed by an unknown key",
-                TokenError::InvalidSignature => "the access token signature is invalid",
-                _ => "the access token is invalid",
-            })
-        })?;
-        if self
-            .cache
-            .get(&revoked_jti_key(&claims.jti))
-            .await?
-            .is_some()
-        {
-            return Err(OAuthError::invalid_token("the access token was revoked"));
-        }
-        if let Some(gid) = &claims.gid
-            && self.cache.get(&revoked_grant_key(gid)).await?.is_some()
-        {
-            return Err(OAuthError::invalid_token("the access token was revoked"));
-        }
+        let (claims, kid) = self
+            .keys
+            .verify_keyed::<AccessClaims>(token, &options)
+            .map_err(|e| {
+                OAuthError::invalid_token(match e {
+                    TokenError::Expired => "the access token has expired",
+                    TokenError::UnknownKid => "the access token is signed by an unknown key",
+                    TokenError::InvalidSignature => "the access token signature is invalid",
+                    _ => "the access token is invalid",
+                })
+            })?;
+        let claims = Arc::new(claims);
+        self.verified.tokens.insert(
+            digest,
+            Arc::new(VerifiedToken {
+                claims: Arc::clone(&claims),
+                kid,
+            }),
+        );
         Ok(claims)
-    }
-
-    /// The userinfo document for a verified access token.
-    /// The `roles` claim, with the `profile` scope, when the account has any.
-    async fn add_roles(
-        &self,
-        claims: &mut serde_json::Map<String, Value>,
-        account_id: &str,
-        scope: &str,
-    ) -> Result<()> {
-        if has_scope(scope, "profile") {
-            let roles = self.store.roles_of(account_id).await?;
-            if !roles.is_empty() {
-                claims.insert("roles".into(), json!(roles));
-            }
-        }
-        Ok(())
     }
 
     /// The `enablement` claim of an account for a service.
@@ -505,13 +572,13 @@ impl TokenService {
                 "the access token was not issued with the openid scope",
             ));
         }
-        let account = self
+        let (account, roles) = self
             .store
-            .account_by_id(&AccountId::from_string(claims.sub.clone()))
+            .account_with_roles(&AccountId::from_string(claims.sub.clone()))
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the account no longer exists"))?;
         let mut out = account_claims(&account, &claims.scope);
-        self.add_roles(&mut out, &claims.sub, &claims.scope).await?;
+        add_roles(&mut out, roles, &claims.scope);
         if let Some(service) = service {
             out.insert(
                 "enablement".into(),
@@ -535,16 +602,16 @@ impl TokenService {
         {
             return Ok(json!({
                 "active": true,
-                "iss": c.iss,
-                "sub": c.sub,
-                "aud": c.aud,
-                "client_id": c.client_id,
-                "scope": c.scope,
+                "iss": &c.iss,
+                "sub": &c.sub,
+                "aud": &c.aud,
+                "client_id": &c.client_id,
+                "scope": &c.scope,
                 "exp": c.exp,
                 "iat": c.iat,
-                "jti": c.jti,
+                "jti": &c.jti,
                 "token_type": "Bearer",
-                "acr": c.acr,
+                "acr": &c.acr,
                 "auth_time": c.auth_time,
             }));
         }
@@ -662,6 +729,13 @@ impl TokenService {
         self.keys.verify::<Value>(token, &options).map_err(|_| {
             OAuthError::invalid_request("id_token_hint is not a valid ID token of this provider")
         })
+    }
+}
+
+/// The `roles` claim, with the `profile` scope, when the account has any.
+fn add_roles(claims: &mut serde_json::Map<String, Value>, roles: Vec<String>, scope: &str) {
+    if has_scope(scope, "profile") && !roles.is_empty() {
+        claims.insert("roles".into(), json!(roles));
     }
 }
 

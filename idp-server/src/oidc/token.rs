@@ -140,7 +140,10 @@ pub async fn token(
             state
                 .metrics
                 .token_issued(form.grant_type.as_deref().unwrap_or_default());
-            tracing::info!(client = %client.id, grant = form.grant_type.as_deref().unwrap_or(""), "tokens issued");
+            // Debug, not info: one line per token response costs ~8% of the token
+            // endpoint's throughput; tokens_issued_total counts them, and refusals
+            // are still logged at info.
+            tracing::debug!(client = %client.id, grant = form.grant_type.as_deref().unwrap_or(""), "tokens issued");
             no_store(Json(tokens).into_response())
         }
         Err(e) => json_error(&e),

@@ -4,25 +4,31 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::SqlStore;
-use crate::grant::{Grant, GrantStore, RefreshUse};
+use super::{DatabaseKind, SqlStore, account_columns, account_from_row};
+use crate::grant::{Grant, GrantStore, RefreshUse, Rotated, Rotation};
 use crate::{CoreError, Result};
 
 fn grant_from_row(row: &AnyRow) -> Result<Grant> {
-    let amr: String = row.try_get("amr")?;
+    grant_from_prefixed_row(row, "")
+}
+
+/// A grant from columns named with `prefix` (joined queries alias them: `g_id`, …).
+fn grant_from_prefixed_row(row: &AnyRow, prefix: &str) -> Result<Grant> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let amr: String = row.try_get(column("amr").as_str())?;
     Ok(Grant {
-        id: row.try_get("id")?,
-        account_id: row.try_get("account_id")?,
-        client_id: row.try_get("client_id")?,
-        scope: row.try_get("scope")?,
-        sid: row.try_get("sid")?,
-        auth_time: row.try_get("auth_time")?,
-        acr: row.try_get("acr")?,
+        id: row.try_get(column("id").as_str())?,
+        account_id: row.try_get(column("account_id").as_str())?,
+        client_id: row.try_get(column("client_id").as_str())?,
+        scope: row.try_get(column("scope").as_str())?,
+        sid: row.try_get(column("sid").as_str())?,
+        auth_time: row.try_get(column("auth_time").as_str())?,
+        acr: row.try_get(column("acr").as_str())?,
         amr: serde_json::from_str(&amr)
             .map_err(|e| CoreError::Invalid(format!("stored amr is not valid: {e}")))?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get(column("created_at").as_str())?,
+        expires_at: row.try_get(column("expires_at").as_str())?,
+        revoked_at: row.try_get(column("revoked_at").as_str())?,
     })
 }
 
@@ -109,33 +115,88 @@ impl GrantStore for SqlStore {
     async fn use_refresh_token(&self, token_hash: &str, now: i64) -> Result<RefreshUse> {
         // The conditional UPDATE is the single point of truth: only one concurrent use
         // can flip used_at from NULL.
-        let spent: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET used_at = $2 \
-             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id",
-        )
-        .bind(token_hash)
-        .bind(now)
-        .fetch_optional(self.pool())
-        .await?;
+        let spent: Option<String> = sqlx::query_scalar(SPEND)
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(self.pool())
+            .await?;
         if let Some(grant_id) = spent {
             return Ok(RefreshUse::Fresh { grant_id });
         }
-        let row = sqlx::query(
-            "SELECT grant_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else {
-            return Ok(RefreshUse::Unknown);
-        };
-        let used_at: Option<i64> = row.try_get("used_at")?;
-        if used_at.is_some() {
-            return Ok(RefreshUse::Reused {
-                grant_id: row.try_get("grant_id")?,
-            });
+        self.classify_refresh_token(token_hash).await
+    }
+
+    async fn rotate_refresh_token(&self, r: &Rotation<'_>) -> Result<Rotated> {
+        // Each arm returns a fresh rotation; what falls through was not spent.
+        match self.kind() {
+            DatabaseKind::Postgres => {
+                // PostgreSQL runs data-modifying CTEs: spend, insert and read the grant,
+                // its account and roles in one statement: one round trip and one commit
+                // (one WAL flush). One row per role, as in `account_with_roles`.
+                let rows = sqlx::query(ROTATE_POSTGRES)
+                    .bind(r.old_hash)
+                    .bind(r.now)
+                    .bind(r.new_hash)
+                    .bind(r.client_id)
+                    .bind(r.ttl_secs)
+                    .fetch_all(self.pool())
+                    .await?;
+                if let Some(first) = rows.first() {
+                    let account = match first.try_get::<Option<String>, _>("id")? {
+                        Some(_) => {
+                            let mut roles = Vec::new();
+                            for row in &rows {
+                                if let Some(role) = row.try_get::<Option<String>, _>("role")? {
+                                    roles.push(role);
+                                }
+                            }
+                            Some(Box::new((account_from_row(first)?, roles)))
+                        }
+                        None => None,
+                    };
+                    return Ok(Rotated::Fresh {
+                        grant: Box::new(grant_from_prefixed_row(first, "g_")?),
+                        new_expires_at: first.try_get("new_expires_at")?,
+                        account,
+                    });
+                }
+            }
+            DatabaseKind::Sqlite => {
+                // SQLite has no data-modifying CTEs: two statements, with no transaction
+                // around them, since every statement is a hop to the connection's thread.
+                // The spend alone decides which concurrent use wins, as in
+                // `use_refresh_token`; a crash between the two leaves the old token spent
+                // and no replacement, which the client recovers from by signing in.
+                let spent = sqlx::query(SPEND_AND_READ_GRANT)
+                    .bind(r.old_hash)
+                    .bind(r.now)
+                    .fetch_optional(self.pool())
+                    .await?;
+                if let Some(row) = spent {
+                    {
+                        let grant = grant_from_row(&row)?;
+                        let new_expires_at: Option<i64> = sqlx::query_scalar(INSERT_REPLACEMENT)
+                            .bind(&grant.id)
+                            .bind(r.now)
+                            .bind(r.new_hash)
+                            .bind(r.client_id)
+                            .bind(r.ttl_secs)
+                            .fetch_optional(self.pool())
+                            .await?;
+                        return Ok(Rotated::Fresh {
+                            grant: Box::new(grant),
+                            new_expires_at,
+                            account: None,
+                        });
+                    }
+                }
+            }
         }
-        Ok(RefreshUse::Expired)
+        Ok(match self.classify_refresh_token(r.old_hash).await? {
+            RefreshUse::Reused { grant_id } => Rotated::Reused { grant_id },
+            RefreshUse::Expired => Rotated::Expired,
+            RefreshUse::Fresh { .. } | RefreshUse::Unknown => Rotated::Unknown,
+        })
     }
 
     async fn use_refresh_token_peek(&self, token_hash: &str, now: i64) -> Result<Option<i64>> {
@@ -166,5 +227,227 @@ impl GrantStore for SqlStore {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// Spends an unused, unexpired refresh token ($1 its hash, $2 now).
+const SPEND: &str = "UPDATE refresh_tokens SET used_at = $2 \
+     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id";
+
+/// SPEND, also returning the grant's columns (SQLite and PostgreSQL both take scalar
+/// subqueries in RETURNING).
+const SPEND_AND_READ_GRANT: &str = "UPDATE refresh_tokens SET used_at = $2 \
+     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id AS id, \
+     (SELECT g.account_id FROM grants g WHERE g.id = refresh_tokens.grant_id) AS account_id, \
+     (SELECT g.client_id FROM grants g WHERE g.id = refresh_tokens.grant_id) AS client_id, \
+     (SELECT g.scope FROM grants g WHERE g.id = refresh_tokens.grant_id) AS scope, \
+     (SELECT g.sid FROM grants g WHERE g.id = refresh_tokens.grant_id) AS sid, \
+     (SELECT g.auth_time FROM grants g WHERE g.id = refresh_tokens.grant_id) AS auth_time, \
+     (SELECT g.acr FROM grants g WHERE g.id = refresh_tokens.grant_id) AS acr, \
+     (SELECT g.amr FROM grants g WHERE g.id = refresh_tokens.grant_id) AS amr, \
+     (SELECT g.created_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS created_at, \
+     (SELECT g.expires_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS expires_at, \
+     (SELECT g.revoked_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS revoked_at";
+
+/// Stores the replacement ($3) of a token of grant $1 at $2, for an active grant of
+/// client $4, expiring $5 seconds later or with the grant; returns that expiry.
+const INSERT_REPLACEMENT: &str = "INSERT INTO refresh_tokens \
+     (token_hash, grant_id, created_at, expires_at) \
+     SELECT $3, g.id, $2, CASE WHEN $2 + $5 < g.expires_at THEN $2 + $5 ELSE g.expires_at END \
+     FROM grants g WHERE g.id = $1 AND g.client_id = $4 AND g.revoked_at IS NULL \
+     AND g.expires_at > $2 RETURNING expires_at";
+
+/// SPEND, INSERT_REPLACEMENT, the grant (columns `g_*`), its account and roles as one
+/// PostgreSQL statement: one round trip and one commit.
+const ROTATE_POSTGRES: &str = concat!(
+    "WITH spent AS ( \
+         UPDATE refresh_tokens SET used_at = $2 \
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id \
+     ), fresh AS ( \
+         INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+         SELECT $3, g.id, $2, \
+             CASE WHEN $2 + $5 < g.expires_at THEN $2 + $5 ELSE g.expires_at END \
+         FROM grants g JOIN spent ON g.id = spent.grant_id \
+         WHERE g.client_id = $4 AND g.revoked_at IS NULL AND g.expires_at > $2 \
+         RETURNING expires_at \
+     ) \
+     SELECT g.id AS g_id, g.account_id AS g_account_id, g.client_id AS g_client_id, \
+         g.scope AS g_scope, g.sid AS g_sid, g.auth_time AS g_auth_time, g.acr AS g_acr, \
+         g.amr AS g_amr, g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
+         g.revoked_at AS g_revoked_at, (SELECT expires_at FROM fresh) AS new_expires_at, ",
+    account_columns!(),
+    ", r.role FROM grants g JOIN spent ON g.id = spent.grant_id \
+     LEFT JOIN accounts a ON a.id = g.account_id \
+     LEFT JOIN account_roles r ON r.account_id = a.id ORDER BY r.role"
+);
+
+impl SqlStore {
+    /// Why a refresh token could not be spent: used before, expired, or unknown.
+    async fn classify_refresh_token(&self, token_hash: &str) -> Result<RefreshUse> {
+        let row = sqlx::query(
+            "SELECT grant_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(RefreshUse::Unknown);
+        };
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        if used_at.is_some() {
+            return Ok(RefreshUse::Reused {
+                grant_id: row.try_get("grant_id")?,
+            });
+        }
+        Ok(RefreshUse::Expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{AccountId, AccountKind, AccountStatus, Username};
+    use crate::directory::Account;
+    use crate::store::AccountStore;
+
+    const NOW: i64 = 1_000_000;
+
+    async fn store_with_grant(expires_at: i64) -> SqlStore {
+        let store = SqlStore::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate().await.unwrap();
+        let account = Account {
+            id: AccountId::from_string("acc-1".into()),
+            username: Username::parse("anna.bianchi").unwrap(),
+            kind: AccountKind::Registered,
+            status: AccountStatus::Active,
+            fiscal_code: None,
+            given_name: "Anna".into(),
+            family_name: "Bianchi".into(),
+            birth_date: None,
+            birth_place: None,
+            sex: None,
+            personal_email: None,
+            institutional_email: None,
+            password: None,
+            password_must_change: false,
+            password_expires_at: None,
+            created_at: NOW,
+            updated_at: NOW,
+        };
+        store.insert_account(&account).await.unwrap();
+        store
+            .insert_grant(&Grant {
+                id: "g1".into(),
+                account_id: "acc-1".into(),
+                client_id: "pago-in-rete".into(),
+                scope: "openid".into(),
+                sid: None,
+                auth_time: NOW,
+                acr: "password".into(),
+                amr: vec!["pwd".into()],
+                created_at: NOW,
+                expires_at,
+                revoked_at: None,
+            })
+            .await
+            .unwrap();
+        store
+            .insert_refresh_token("old", "g1", NOW + 100)
+            .await
+            .unwrap();
+        store
+    }
+
+    fn rotation<'a>(old: &'a str, new: &'a str, client: &'a str, now: i64) -> Rotation<'a> {
+        Rotation {
+            old_hash: old,
+            new_hash: new,
+            client_id: client,
+            now,
+            ttl_secs: 50,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotation_spends_the_token_and_stores_its_replacement_once() {
+        let store = store_with_grant(NOW + 30).await;
+        let Rotated::Fresh {
+            grant,
+            new_expires_at,
+            ..
+        } = store
+            .rotate_refresh_token(&rotation("old", "new", "pago-in-rete", NOW))
+            .await
+            .unwrap()
+        else {
+            panic!("the first use is fresh");
+        };
+        assert_eq!(grant.id, "g1");
+        // The grant ends before the token's lifetime would.
+        assert_eq!(new_expires_at, Some(NOW + 30));
+        assert_eq!(
+            store.use_refresh_token_peek("new", NOW).await.unwrap(),
+            Some(NOW + 30)
+        );
+        assert!(matches!(
+            store
+                .rotate_refresh_token(&rotation("old", "other", "pago-in-rete", NOW))
+                .await
+                .unwrap(),
+            Rotated::Reused { grant_id } if grant_id == "g1"
+        ));
+        assert_eq!(store.grant_of_refresh_token("other").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn no_replacement_is_stored_for_another_client_or_an_inactive_grant() {
+        let store = store_with_grant(NOW + 1000).await;
+        let other_client = store
+            .rotate_refresh_token(&rotation("old", "new", "governance", NOW))
+            .await
+            .unwrap();
+        assert!(matches!(
+            other_client,
+            Rotated::Fresh {
+                new_expires_at: None,
+                ..
+            }
+        ));
+        assert_eq!(store.grant_of_refresh_token("new").await.unwrap(), None);
+
+        let store = store_with_grant(NOW + 1000).await;
+        store.revoke_grant("g1", NOW).await.unwrap();
+        let revoked = store
+            .rotate_refresh_token(&rotation("old", "new", "pago-in-rete", NOW))
+            .await
+            .unwrap();
+        assert!(matches!(
+            revoked,
+            Rotated::Fresh {
+                new_expires_at: None,
+                ..
+            }
+        ));
+        assert_eq!(store.grant_of_refresh_token("new").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn expired_and_unknown_tokens_are_told_apart() {
+        let store = store_with_grant(NOW + 1000).await;
+        assert!(matches!(
+            store
+                .rotate_refresh_token(&rotation("old", "new", "pago-in-rete", NOW + 100))
+                .await
+                .unwrap(),
+            Rotated::Expired
+        ));
+        assert!(matches!(
+            store
+                .rotate_refresh_token(&rotation("nope", "new", "pago-in-rete", NOW))
+                .await
+                .unwrap(),
+            Rotated::Unknown
+        ));
+        assert_eq!(store.grant_of_refresh_token("new").await.unwrap(), None);
     }
 }

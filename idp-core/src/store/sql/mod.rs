@@ -83,7 +83,13 @@ impl SqlStore {
             }
         }
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        // No ping before each acquire (sqlx's default): on PostgreSQL it is one more
+        // round trip per query, on SQLite one more hop to the connection's thread. A
+        // connection that broke (database restarted) fails its query and is dropped;
+        // `/readyz` reports the database meanwhile.
+        let mut pool = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false);
         pool = match (kind, memory) {
             (DatabaseKind::Sqlite, true) => pool
                 .max_connections(1)
@@ -100,6 +106,12 @@ impl SqlStore {
                         .execute(&mut *conn)
                         .await?;
                     sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    // With WAL, NORMAL syncs at checkpoints instead of at every commit
+                    // (SQLite's advice for WAL): the database stays consistent after a
+                    // crash; a power loss may drop the last commits.
+                    sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)
                         .await?;
                     Ok(())
@@ -251,15 +263,25 @@ enum AccountKey {
     FiscalCode,
 }
 
+/// The columns [`account_from_row`] reads, for `SELECT … FROM accounts a`.
+macro_rules! account_columns {
+    () => {
+        "a.id, a.username, a.kind, a.status, a.fiscal_code, a.given_name, a.family_name, \
+         a.birth_date, a.birth_place, a.sex, a.personal_email, a.institutional_email, \
+         a.password_hash, a.password_must_change, a.password_expires_at, a.created_at, \
+         a.updated_at"
+    };
+}
+use account_columns;
+
 impl AccountKey {
     fn query(self) -> &'static str {
         macro_rules! by {
             ($column:literal) => {
                 concat!(
-                    "SELECT id, username, kind, status, fiscal_code, given_name, family_name, \
-                     birth_date, birth_place, sex, personal_email, institutional_email, \
-                     password_hash, password_must_change, password_expires_at, created_at, \
-                     updated_at FROM accounts WHERE ",
+                    "SELECT ",
+                    account_columns!(),
+                    " FROM accounts a WHERE a.",
                     $column,
                     " = $1"
                 )
