@@ -23,10 +23,11 @@ pub struct SsoSession {
     pub acr: String,
     pub amr: Vec<String>,
     pub created_at: i64,
-    /// `auth_time` in milliseconds, to order a sign-in against a request made in the
-    /// same second (prompt=login, acr_values).
+    /// `auth_time` in microseconds, to order a sign-in against a request made in the
+    /// same second (prompt=login, acr_values): milliseconds were not enough, a sign-in
+    /// and the next request can fall in the same one on a fast machine.
     #[serde(default)]
-    pub authenticated_at_ms: i64,
+    pub authenticated_at_us: i64,
     /// How the person signed in (the level is in `acr`).
     #[serde(default)]
     pub method: SignInMethod,
@@ -130,7 +131,7 @@ impl Sessions {
             acr: how.acr,
             amr: how.amr,
             created_at: at,
-            authenticated_at_ms: chrono::Utc::now().timestamp_millis(),
+            authenticated_at_us: chrono::Utc::now().timestamp_micros(),
             method: how.method,
             spid: how.spid,
         };
@@ -169,7 +170,7 @@ impl Sessions {
                 .await?;
         }
         session.auth_time = now();
-        session.authenticated_at_ms = chrono::Utc::now().timestamp_millis();
+        session.authenticated_at_us = chrono::Utc::now().timestamp_micros();
         session.acr = how.acr;
         session.amr = how.amr;
         session.method = how.method;

@@ -59,6 +59,15 @@ pub struct ServerConfig {
     /// `[server.tls]`: terminate TLS here (rustls) instead of behind a proxy.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The longest a request may take: past it the person gets the 503 page (an API
+    /// client the JSON error), so a database or cache that stops answering without
+    /// closing its connections cannot hold requests forever.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_request_timeout_secs() -> u64 {
+    30
 }
 
 /// The server's certificate chain and private key, PEM files.
@@ -551,6 +560,7 @@ impl Config {
                 public_url: format!("http://localhost:{port}"),
                 dev_pages: true,
                 trust_forwarded_for: false,
+                request_timeout_secs: default_request_timeout_secs(),
                 tls: None,
             },
             database: DatabaseConfig {
@@ -588,6 +598,11 @@ impl Config {
         if !matches!(url.scheme(), "http" | "https") || self.server.public_url.ends_with('/') {
             return Err(ConfigError(
                 "server.public_url: must be an http(s) URL without a trailing slash".into(),
+            ));
+        }
+        if !(1..=600).contains(&self.server.request_timeout_secs) {
+            return Err(ConfigError(
+                "server.request_timeout_secs: must be 1 to 600".into(),
             ));
         }
         if let Some(tls) = &self.server.tls {

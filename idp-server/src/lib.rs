@@ -71,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         .layer(tower::util::option_layer(tls::hsts(
             state.config.server.tls.as_ref(),
         )))
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_secs(state.config.server.request_timeout_secs),
+            web::deadline,
+        ))
         .layer(TraceLayer::new_for_http())
         // `Router::layer` wraps each route (and the fallback) after matching, so the
         // middleware sees the matched route pattern.

@@ -100,3 +100,42 @@ pub async fn serve_asset(Path(path): Path<String>) -> Response {
         None => crate::error::AppError::not_found().into_response(),
     }
 }
+
+/// Bounds every request by `server.request_timeout_secs`: a database or cache that
+/// stops answering without closing its connections (a network partition, a frozen
+/// process) must not hold requests forever. Past the deadline a browser gets the 503
+/// page, any other client the OAuth-style JSON error.
+pub async fn deadline(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let path = request.uri().path().to_string();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(path, ?limit, "request timed out");
+            if wants_html {
+                ErrorPage::response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Servizio momentaneamente non disponibile",
+                    "Il servizio non ha risposto in tempo. Riprova tra qualche minuto.",
+                )
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({
+                        "error": "temporarily_unavailable",
+                        "error_description": "the request took longer than the server allows; retry later",
+                    })),
+                )
+                    .into_response()
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use idp_tests::flows;
 use idp_tests::harness::{Browser, Page, Stores, TestIdp, query_param};
 use idp_tests::registration::{self, text_of};
-use idp_tests::services::{PrivatePostgres, PrivateRedis};
+use idp_tests::services::{PrivatePostgres, PrivateRedis, StallingProxy};
 use idp_tests::{TestDatabase, redis_url, unique_suffix};
 
 const PASSWORD: &str = "Lavagna-Nuova!2026";
@@ -276,4 +276,68 @@ async fn postgres_down_gives_503_leaves_no_half_account_and_recovers() {
 
     idp.stop().await;
     drop(postgres);
+}
+
+/// A database that stops answering without closing its connections (a partition, a
+/// frozen server) holds no request past `server.request_timeout_secs`: the API answers
+/// the JSON 503, a page the Italian 503 page; when traffic flows again the instance
+/// serves again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_is_bounded_by_the_request_deadline() {
+    let database = TestDatabase::create().await;
+    let upstream = url::Url::parse(&database.url)
+        .expect("database URL")
+        .port()
+        .unwrap_or(5432);
+    let proxy = StallingProxy::start(upstream);
+    let mut through_proxy = url::Url::parse(&database.url).expect("database URL");
+    through_proxy
+        .set_port(Some(proxy.port))
+        .expect("a port in the URL");
+    let stores = Stores {
+        database_url: through_proxy.to_string(),
+        redis_url: redis_url(),
+        prefix: format!("idp-test-{}:", unique_suffix()),
+    };
+    let idp = TestIdp::start_on(stores, vec![flows::client()], |c| {
+        c.server.request_timeout_secs = 2;
+    })
+    .await;
+    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let browser = Browser::new();
+    let (code, verifier) = flows::sign_in_for_code(&idp, &browser, "anna.bianchi", PASSWORD).await;
+    let tokens = flows::exchange(&idp, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().expect("access token");
+    assert_eq!(userinfo(&idp, access).await.0, 200);
+
+    proxy.stall();
+
+    let started = Instant::now();
+    let (status, body) = userinfo(&idp, access).await;
+    assert_unavailable_json(status, &body, "GET /userinfo on a stalled database");
+    let page = browser
+        .http
+        .get(idp.url("/area-riservata"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .expect("area riservata");
+    let page = Page {
+        url: idp.url("/area-riservata"),
+        status: page.status().as_u16(),
+        body: page.text().await.expect("body"),
+    };
+    assert_unavailable_page(&page, "GET /area-riservata on a stalled database");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "two requests of 2 s each took {:?}",
+        started.elapsed()
+    );
+
+    proxy.resume();
+    wait_ready(&idp).await;
+    let (status, body) = userinfo(&idp, access).await;
+    assert_eq!(status, 200, "{body}");
+    idp.stop().await;
+    database.drop_now().await;
 }

@@ -63,9 +63,9 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     pub acr_values: Vec<String>,
     pub created_at: i64,
-    /// When the request arrived, in milliseconds (see `SsoSession::authenticated_at_ms`).
+    /// When the request arrived, in microseconds (see `SsoSession::authenticated_at_us`).
     #[serde(default)]
-    pub created_at_ms: i64,
+    pub created_at_us: i64,
     /// The person was already sent to the client's enablement step.
     #[serde(default)]
     pub enablement_sent: bool,
@@ -268,7 +268,7 @@ fn validate(
             .map(str::to_string)
             .collect(),
         created_at: now(),
-        created_at_ms: chrono::Utc::now().timestamp_millis(),
+        created_at_us: chrono::Utc::now().timestamp_micros(),
         enablement_sent: false,
     })
 }
@@ -284,7 +284,7 @@ fn needs_login(
         return true;
     };
     // prompt=login asks for a sign-in after the request was made.
-    let signed_in_since = session.authenticated_at_ms >= request.created_at_ms;
+    let signed_in_since = session.authenticated_at_us >= request.created_at_us;
     if request.prompts("login") && !signed_in_since {
         return true;
     }
