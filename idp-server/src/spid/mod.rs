@@ -14,8 +14,8 @@ use anyhow::Context;
 use askama::Template;
 use async_trait::async_trait;
 use axum::Router;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use idp_core::cache::Cache;
 use idp_core::oidc::acr_level;
@@ -228,9 +228,16 @@ struct AutoPostPage<'a> {
 
 /// What the browser must be sent to the identity provider: a redirect, or a form it
 /// submits (by the served script, or by the person's click without JavaScript).
+///
+/// The HTTP-Redirect binding allows 302 or 303 (SAML bindings 3.4.4); 302 is what the
+/// SPID identity providers and AgID's validator expect (spid-sp-test refuses a 303).
+/// The messages are sent after a GET, or after a POST whose redirect browsers follow
+/// with a GET either way.
 pub fn send(message: OutgoingMessage) -> Response {
     match message {
-        OutgoingMessage::Redirect { location } => Redirect::to(&location).into_response(),
+        OutgoingMessage::Redirect { location } => {
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
         // The global CSP sets no form-action, so the form may post to the IdP.
         OutgoingMessage::Post { action, fields } => page(&AutoPostPage {
             action: &action,
