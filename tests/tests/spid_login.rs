@@ -8,7 +8,7 @@ use idp_core::oidc::{ACR_PASSWORD, ACR_SPID_L2};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, Page, TestIdp, query_param};
 use idp_tests::spid::{
-    absolute, browse, forms, hop, identity_form, idp_logout_request, response_form, spid_link,
+    Hop, absolute, browse, forms, hop, identity_form, idp_logout_request, response_form, spid_link,
     spid_sign_in, test_idp_page,
 };
 use serde_json::Value;
@@ -186,6 +186,53 @@ async fn a_person_signs_in_with_spid_and_gets_an_account(backend: Backend) {
         .await
         .expect("audit");
     assert_eq!(spid_logins.len(), 2);
+    idp.stop().await;
+}
+
+/// A sign-in to the IdP itself (no parked request), as AgID's spid-sp-test drives it:
+/// `/spid/login` answers a 302 with the signed AuthnRequest (spid-sp-test refuses a
+/// 303) and sets the binding cookie; the Response lands on the Area riservata (200).
+async fn a_sign_in_to_the_idp_itself_lands_on_the_area_riservata(backend: Backend) {
+    let idp = start(backend).await;
+    let browser = Browser::new();
+    let test_idp = idp.spid_test_idp.clone().expect("test idp");
+    let url = idp.url(&format!("/spid/login?idp={}", enc(&test_idp)));
+    let r = browser.http.get(&url).send().await.expect("login");
+    assert_eq!(r.status().as_u16(), 302);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("idp_spid="))
+        .expect("the binding cookie")
+        .to_string();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .expect("location")
+        .to_string();
+    assert!(location.starts_with(&test_idp), "{location}");
+    for param in ["SAMLRequest", "SigAlg", "Signature"] {
+        assert!(
+            query_param(&location, param).is_some(),
+            "{param}: {location}"
+        );
+    }
+    let first = Hop {
+        status: 302,
+        location: Some(location),
+        body: String::new(),
+        url,
+    };
+    let landed = browse(&idp, &browser, first, WHO).await;
+    assert_eq!(landed.status, 200, "{} {}", landed.url, landed.body);
+    assert_eq!(landed.url, idp.url("/area-riservata"), "{}", landed.body);
+    assert!(landed.body.contains("Area riservata"), "{}", landed.body);
+    assert!(landed.body.contains("Mario"), "{}", landed.body);
+    assert_eq!(idp.state.store.count_accounts().await.expect("count"), 1);
     idp.stop().await;
 }
 
@@ -657,6 +704,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_person_signs_in_with_spid_and_gets_an_account,
+    a_sign_in_to_the_idp_itself_lands_on_the_area_riservata,
     an_existing_password_account_is_linked_and_stepped_up,
     an_l1_session_steps_up_to_l2,
     a_refused_response_gets_an_italian_page_and_is_counted,

@@ -14,8 +14,8 @@ use anyhow::Context;
 use askama::Template;
 use async_trait::async_trait;
 use axum::Router;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use idp_core::cache::Cache;
 use idp_core::oidc::acr_level;
@@ -104,6 +104,9 @@ impl Spid {
                 }))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if let Some(warning) = certificate_uri_mismatch(&sp_config.cert_pem, &sp_config.entity_id) {
+            tracing::warn!("spid.cert: {warning}");
+        }
         let sp = ServiceProvider::new(sp_config, registry)
             .map_err(|e| anyhow::anyhow!("spid: cannot build the service provider: {e}"))?;
         Ok(Spid {
@@ -126,6 +129,40 @@ impl Spid {
     pub fn level_for(&self, needed: Option<SpidLevel>) -> SpidLevel {
         needed.map_or(self.default_level, |n| n.max(self.default_level))
     }
+}
+
+/// Avviso SPID n.29 v3 puts the SP's entity ID in the certificate's subject as `uri`
+/// (2.5.4.83): a certificate issued for another entity ID is worth a warning at start
+/// (not a refusal: the SP still signs correctly, and the identity providers check the
+/// certificate in the metadata they registered).
+fn certificate_uri_mismatch(cert_pem: &str, entity_id: &str) -> Option<String> {
+    let uri = match certificate_uri(cert_pem) {
+        Ok(Some(uri)) => uri,
+        Ok(None) => {
+            return Some(format!(
+                "the certificate has no uri (2.5.4.83) in its subject; Avviso SPID n.29 \
+                 asks for the entity ID {entity_id} there"
+            ));
+        }
+        Err(e) => return Some(format!("cannot read the certificate's subject: {e}")),
+    };
+    (uri != entity_id).then(|| {
+        format!(
+            "the certificate's uri (2.5.4.83) is {uri}, not the entity ID {entity_id}; \
+             Avviso SPID n.29 asks for them to be equal"
+        )
+    })
+}
+
+/// The `uri` (2.5.4.83) of a PEM certificate's subject, when it has one.
+fn certificate_uri(cert_pem: &str) -> Result<Option<String>, openssl::error::ErrorStack> {
+    let cert = openssl::x509::X509::from_pem(cert_pem.as_bytes())?;
+    for entry in cert.subject_name().entries() {
+        if entry.object().to_string() == "2.5.4.83" {
+            return Ok(Some(entry.data().to_string()?));
+        }
+    }
+    Ok(None)
 }
 
 pub fn level_of(name: SpidLevelName) -> SpidLevel {
@@ -304,9 +341,16 @@ struct AutoPostPage<'a> {
 
 /// What the browser must be sent to the identity provider: a redirect, or a form it
 /// submits (by the served script, or by the person's click without JavaScript).
+///
+/// The HTTP-Redirect binding allows 302 or 303 (SAML bindings 3.4.4); 302 is what the
+/// SPID identity providers and AgID's validator expect (spid-sp-test refuses a 303).
+/// The messages are sent after a GET, or after a POST whose redirect browsers follow
+/// with a GET either way.
 pub fn send(message: OutgoingMessage) -> Response {
     match message {
-        OutgoingMessage::Redirect { location } => Redirect::to(&location).into_response(),
+        OutgoingMessage::Redirect { location } => {
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
         // The global CSP sets no form-action, so the form may post to the IdP.
         OutgoingMessage::Post { action, fields } => page(&AutoPostPage {
             action: &action,
@@ -319,6 +363,28 @@ pub fn send(message: OutgoingMessage) -> Response {
 mod tests {
     use super::*;
     use idp_core::oidc::{ACR_PASSWORD, ACR_SPID_L1, ACR_SPID_L2};
+
+    #[test]
+    fn a_certificate_for_another_entity_id_is_noticed() {
+        let dir = crate::demo::certs_dir();
+        let pem = std::fs::read_to_string(dir.join("spid-sp.crt")).expect("dev certificate");
+        assert_eq!(
+            certificate_uri(&pem).expect("subject").as_deref(),
+            Some("http://127.0.0.1:8080/spid")
+        );
+        assert_eq!(
+            certificate_uri_mismatch(&pem, "http://127.0.0.1:8080/spid"),
+            None
+        );
+        let warning = certificate_uri_mismatch(&pem, "https://iam.example.it/spid")
+            .expect("another entity ID");
+        assert!(warning.contains("http://127.0.0.1:8080/spid"), "{warning}");
+        // The TLS certificate has no uri in its subject.
+        let tls = std::fs::read_to_string(dir.join("tls-dev.crt")).expect("tls certificate");
+        assert_eq!(certificate_uri(&tls).expect("subject"), None);
+        assert!(certificate_uri_mismatch(&tls, "https://iam.example.it/spid").is_some());
+        assert!(certificate_uri_mismatch("not a certificate", "x").is_some());
+    }
 
     #[test]
     fn the_needed_level_is_the_floor_of_acr_values() {
