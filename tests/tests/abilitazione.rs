@@ -250,7 +250,7 @@ async fn leave(f: &Federation, browser: &Browser, csrf: &str) {
 
 /// Olga Operatrice: a school operator, enabled on Istanze OnLine (sign in as
 /// `olga.operatrice` with PASSWORD).
-async fn school_operator(f: &Federation) {
+async fn school_operator(f: &Federation) -> String {
     let idp = &f.idp;
     let operator = idp.account("Olga", "Operatrice", PASSWORD).await;
     idp.grant_role(&operator, "school_operator").await;
@@ -269,6 +269,28 @@ async fn school_operator(f: &Federation) {
         200,
         "the operator is an enabled user"
     );
+    operator.id.as_str().to_string()
+}
+
+/// The one `recognition` event in the IdP's audit log (Istanze OnLine reports who
+/// recognised the person, how and on which document when it activates them).
+async fn recognition_event(f: &Federation) -> idp_core::audit::AuditEvent {
+    let events = f
+        .idp
+        .state
+        .store
+        .audit_events(&idp_core::audit::AuditFilter {
+            account_id: None,
+            client_id: Some("istanze-online".into()),
+            kind: Some(idp_core::audit::AuditKind::Recognition),
+            since: None,
+            until: None,
+            limit: 10,
+        })
+        .await
+        .expect("audit");
+    assert_eq!(events.len(), 1, "{events:?}");
+    events.into_iter().next().expect("one event")
 }
 
 /// The operator signs in at Istanze OnLine; returns the browser and the search page for
@@ -356,7 +378,7 @@ async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(bac
     let f = Federation::start(backend).await;
     let credentials = register(&f, &mario()).await;
     assert_eq!(credentials.username, "mario.rossi");
-    school_operator(&f).await;
+    let operator = school_operator(&f).await;
     let [istanze, pago, governance] = [&f.rps[0], &f.rps[1], &f.rps[2]];
     let browser = Browser::new();
 
@@ -506,6 +528,10 @@ async fn a_password_user_is_enabled_after_the_recognition_and_uses_all_three(bac
     .await;
     assert_eq!(recognised.status, 200, "{}", recognised.body);
     assert!(recognised.body.contains("Riconoscimento registrato"));
+    let event = recognition_event(&f).await;
+    assert_eq!(event.detail["method"], "in_person");
+    assert_eq!(event.detail["document_type"], "Carta d'identità");
+    assert_eq!(event.detail["operator"], operator.as_str());
     let mails = outbox(istanze).await;
     assert!(
         mails.last().expect("mail")["subject"]
@@ -1005,6 +1031,23 @@ async fn a_delegate_carries_the_modulo_di_delega(backend: Backend) {
         "{}",
         done.body
     );
+    let event = recognition_event(&f).await;
+    assert_eq!(event.detail["method"], "delegate");
+    // A recognition that does not come with an activation is refused.
+    let refused = reqwest::Client::new()
+        .put(f.idp.url(&format!(
+            "/enablements/istanze-online/{}",
+            event.account_id.as_deref().expect("the person")
+        )))
+        .basic_auth("istanze-online", Some(SECRET))
+        .json(&json!({"status": "pending", "recognition": {
+            "operator": "someone", "method": "in_person", "document_type": "Passaporto"}}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(refused.status().as_u16(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_request", "{body}");
     let mails = outbox(istanze).await;
     let activation = mails.last().expect("the activation mail");
     assert_eq!(activation["to"], DELEGATED_EMAIL);

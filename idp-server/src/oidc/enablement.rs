@@ -86,6 +86,37 @@ pub async fn gate(
 #[derive(Deserialize)]
 pub struct EnablementBody {
     status: String,
+    /// When the service enables the person after an in-person recognition, who
+    /// recognised them and how: recorded in the IdP's audit log (`recognition`).
+    #[serde(default)]
+    recognition: Option<RecognitionReport>,
+}
+
+/// A service's account of an in-person recognition. The document number and the
+/// delegate's identity stay with the service; the IdP keeps who, how and on what.
+#[derive(Deserialize)]
+pub struct RecognitionReport {
+    /// The operator's `sub` at this IdP.
+    operator: String,
+    /// `in_person` or `delegate`.
+    method: String,
+    /// The type of the document presented (e.g. "Carta d'identità").
+    document_type: String,
+}
+
+impl RecognitionReport {
+    fn problem(&self, status: EnablementStatus) -> Option<&'static str> {
+        if status != EnablementStatus::Active {
+            return Some("a recognition can only come with status active");
+        }
+        if self.operator.trim().is_empty() || self.document_type.trim().is_empty() {
+            return Some("recognition.operator and recognition.document_type are required");
+        }
+        if !matches!(self.method.as_str(), "in_person" | "delegate") {
+            return Some("recognition.method must be in_person or delegate");
+        }
+        None
+    }
 }
 
 fn api_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
@@ -207,6 +238,9 @@ pub async fn put(
             "status must be active, pending or revoked",
         );
     };
+    if let Some(problem) = body.recognition.as_ref().and_then(|r| r.problem(status)) {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_request", problem);
+    }
     let enablement = Enablement {
         account_id: sub,
         service,
@@ -240,6 +274,21 @@ pub async fn put(
                 })),
         )
         .await;
+    if let Some(r) = &body.recognition {
+        state
+            .audit(
+                idp_core::audit::AuditEvent::new(idp_core::audit::AuditKind::Recognition)
+                    .account(enablement.account_id.clone())
+                    .client(client.id.as_str())
+                    .detail(json!({
+                        "service": enablement.service,
+                        "operator": r.operator.trim(),
+                        "method": r.method,
+                        "document_type": r.document_type.trim(),
+                    })),
+            )
+            .await;
+    }
     Json(enablement).into_response()
 }
 

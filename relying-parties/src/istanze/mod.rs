@@ -86,6 +86,34 @@ impl Istanze {
     /// Records the enablement at the IdP (`PUT /enablements/{service}/{sub}`, HTTP
     /// Basic with our own client credentials).
     pub async fn put_enablement(&self, sub: &str, status: &str) -> anyhow::Result<()> {
+        self.record_enablement(sub, serde_json::json!({ "status": status }))
+            .await
+    }
+
+    /// Activates an enablement after a school operator's recognition, telling the IdP
+    /// who recognised the person, how and on which kind of document (its audit log).
+    pub async fn put_recognised(
+        &self,
+        sub: &str,
+        operator_sub: &str,
+        method: &str,
+        document_type: &str,
+    ) -> anyhow::Result<()> {
+        self.record_enablement(
+            sub,
+            serde_json::json!({
+                "status": "active",
+                "recognition": {
+                    "operator": operator_sub,
+                    "method": method,
+                    "document_type": document_type,
+                },
+            }),
+        )
+        .await
+    }
+
+    async fn record_enablement(&self, sub: &str, body: serde_json::Value) -> anyhow::Result<()> {
         let config = self.rp.config();
         let url = format!(
             "{}/enablements/{}/{}",
@@ -98,7 +126,7 @@ impl Istanze {
             .http()
             .put(&url)
             .basic_auth(&config.client_id, Some(&config.client_secret))
-            .json(&serde_json::json!({ "status": status }))
+            .json(&body)
             .send()
             .await?;
         if !response.status().is_success() {
@@ -106,7 +134,7 @@ impl Istanze {
             let body = response.text().await.unwrap_or_default();
             anyhow::bail!("PUT {url}: {code} {body}");
         }
-        tracing::info!(sub, status, "enablement recorded at the IdP");
+        tracing::info!(sub, status = %body["status"], "enablement recorded at the IdP");
         Ok(())
     }
 

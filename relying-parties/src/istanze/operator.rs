@@ -213,7 +213,15 @@ pub async fn recognise(
         delegate_document_type: delegate.as_ref().map(|d| d.1.clone()),
         delegate_document_number: delegate.as_ref().map(|d| d.2.clone()),
     };
-    if let Err(err) = ist.put_enablement(&e.sub, "active").await {
+    if let Err(err) = ist
+        .put_recognised(
+            &e.sub,
+            &recognition.operator_sub,
+            &recognition.method,
+            &recognition.presented_document_type,
+        )
+        .await
+    {
         return ist.failure(Some(&session), err);
     }
     if let Err(err) = ist.store.record_recognition(&recognition).await {
