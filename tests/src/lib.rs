@@ -69,3 +69,20 @@ pub mod process;
 pub mod registration;
 pub mod services;
 pub mod spid;
+
+/// Runs each named test body (`async fn body(backend: Backend)`) twice: in a module
+/// `embedded` on the embedded default and in a module `production` on PostgreSQL and
+/// Redis, so that one test body covers both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($body:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $body() { super::$body($crate::harness::Backend::Embedded).await; } )*
+        }
+        mod production {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $body() { super::$body($crate::harness::Backend::Production).await; } )*
+        }
+    };
+}

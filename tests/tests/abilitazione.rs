@@ -1061,20 +1061,7 @@ async fn a_delegate_carries_the_modulo_di_delega(backend: Backend) {
     f.stop().await;
 }
 
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
-        }
-        mod production {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Production).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+idp_tests::on_both_backends!(
     a_password_user_is_enabled_after_the_recognition_and_uses_all_three,
     expired_tampered_and_replayed_requests_are_refused,
     a_delegate_carries_the_modulo_di_delega,

@@ -370,20 +370,7 @@ async fn granted_roles_reach_the_services(backend: Backend) {
     idp.stop().await;
 }
 
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
-        }
-        mod production {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Production).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+idp_tests::on_both_backends!(
     a_person_without_enablement_goes_through_the_service_step,
     a_pending_enablement_ends_in_an_error_the_service_can_show,
     a_client_writes_only_its_own_service,

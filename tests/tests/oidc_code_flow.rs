@@ -493,20 +493,7 @@ async fn logout_reaches_every_client_of_the_session(backend: Backend) {
     idp.stop().await;
 }
 
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
-        }
-        mod production {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Production).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+idp_tests::on_both_backends!(
     the_whole_code_flow_works_with_a_certified_client,
     introspection_reflects_revocation_at_once,
     client_credentials_give_a_token_about_the_client,

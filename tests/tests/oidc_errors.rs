@@ -397,20 +397,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .expect("base64url")
 }
 
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
-        }
-        mod production {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Production).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+idp_tests::on_both_backends!(
     an_unregistered_redirect_uri_gets_a_page_not_a_redirect,
     bad_requests_go_back_to_the_client_with_the_error,
     a_pkce_verifier_that_does_not_match_is_refused,

@@ -102,17 +102,4 @@ async fn openid_client_passes_the_whole_flow(backend: Backend) {
     println!("{stdout}");
 }
 
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
-        }
-        mod production {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Production).await; } )*
-        }
-    };
-}
-
-on_both_backends!(openid_client_passes_the_whole_flow);
+idp_tests::on_both_backends!(openid_client_passes_the_whole_flow);

@@ -651,20 +651,7 @@ async fn a_form_without_its_csrf_token_is_refused(backend: Backend) {
     idp.stop().await;
 }
 
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
-        }
-        mod production {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Production).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+idp_tests::on_both_backends!(
     a_person_registers_changes_the_temporary_password_and_reaches_a_service,
     registration_refuses_bad_input_with_its_message,
     password_dimenticata_tells_nothing_and_resets_by_link,

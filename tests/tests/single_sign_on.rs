@@ -398,20 +398,7 @@ async fn an_expired_access_token_is_refreshed_until_the_grant_is_revoked(backend
     idp.stop().await;
 }
 
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
-        }
-        mod production {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Production).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+idp_tests::on_both_backends!(
     one_login_serves_all_three_services_and_one_logout_ends_them,
     a_forged_logout_token_ends_no_session,
     an_expired_access_token_is_refreshed_until_the_grant_is_revoked,

@@ -689,20 +689,7 @@ async fn the_enablement_request_carries_the_spid_level(backend: Backend) {
     idp.stop().await;
 }
 
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Embedded).await; } )*
-        }
-        mod production {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $body() { super::$body(super::Backend::Production).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+idp_tests::on_both_backends!(
     a_person_signs_in_with_spid_and_gets_an_account,
     a_sign_in_to_the_idp_itself_lands_on_the_area_riservata,
     an_existing_password_account_is_linked_and_stepped_up,
