@@ -272,6 +272,57 @@ async fn school_operator(f: &Federation) -> String {
     operator.id.as_str().to_string()
 }
 
+/// On the abilitazione: the form for `who` (the other fields from `form()`), "Conferma"
+/// (the summary with its warnings), "Accetto" (the CPT mail with the two forms);
+/// returns the page's CSRF token and the CPT.
+async fn fill_in_and_accept(
+    f: &Federation,
+    browser: &Browser,
+    enablement: &str,
+    who: &Person<'_>,
+) -> (String, String) {
+    let istanze = f.istanze();
+    let form_page = visit(browser, enablement).await;
+    assert_eq!(form_page.status, 200, "{}", form_page.body);
+    assert!(
+        form_page.body.contains("id=\"passi\""),
+        "{}",
+        form_page.body
+    );
+    let csrf = hidden(&form_page.body, "csrf").expect("csrf");
+    let mut fields: Vec<(&str, &str)> = form()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "given_name" => (k, who.given_name),
+            "family_name" => (k, who.family_name),
+            "fiscal_code" => (k, who.fiscal_code),
+            "email" => (k, who.email),
+            _ => (k, v),
+        })
+        .collect();
+    fields.push(("csrf", csrf.as_str()));
+    let summary = post(browser, &istanze.url("/abilitazione/modulo"), &fields).await;
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    assert!(
+        summary.body.contains("id=\"avvertenze\""),
+        "{}",
+        summary.body
+    );
+    let sent = post(
+        browser,
+        &istanze.url("/abilitazione/accetto"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert!(sent.body.contains("Ti abbiamo inviato"), "{}", sent.body);
+    let mails = outbox(istanze).await;
+    let mail = mails.last().expect("the CPT mail");
+    assert_eq!(mail["to"], who.email);
+    assert_eq!(mail["attachments"].as_array().map(Vec::len), Some(2));
+    let cpt = cpt_of(mail);
+    (csrf, cpt)
+}
+
 /// The one `recognition` event in the IdP's audit log (Istanze OnLine reports who
 /// recognised the person, how and on which document when it activates them).
 async fn recognition_event(f: &Federation) -> idp_core::audit::AuditEvent {
@@ -763,44 +814,16 @@ async fn a_spid_user_is_enabled_without_a_recognition(backend: Backend) {
     assert_eq!(enablement_at_the_idp(&f, &sub).await["status"], "none");
 
     // 2. the form, Conferma, Accetto: the CPT by mail
-    let form_page = visit(&browser, &enablement).await;
-    assert_eq!(form_page.status, 200, "{}", form_page.body);
-    assert!(
-        form_page.body.contains("id=\"passi\""),
-        "{}",
-        form_page.body
-    );
-    let csrf = hidden(&form_page.body, "csrf").expect("csrf");
-    let mut fields: Vec<(&str, &str)> = form()
-        .into_iter()
-        .map(|(k, v)| match k {
-            "given_name" => (k, "Anna"),
-            "family_name" => (k, "Bianchi"),
-            "fiscal_code" => (k, SPID_FISCAL_CODE),
-            "email" => (k, SPID_EMAIL),
-            _ => (k, v),
-        })
-        .collect();
-    fields.push(("csrf", csrf.as_str()));
-    let summary = post(&browser, &istanze.url("/abilitazione/modulo"), &fields).await;
-    assert_eq!(summary.status, 200, "{}", summary.body);
-    assert!(
-        summary.body.contains("id=\"avvertenze\""),
-        "{}",
-        summary.body
-    );
-    let sent = post(
-        &browser,
-        &istanze.url("/abilitazione/accetto"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
-    assert!(sent.body.contains("Ti abbiamo inviato"), "{}", sent.body);
-    let mails = outbox(istanze).await;
-    let mail = mails.last().expect("a mail");
-    assert_eq!(mail["to"], SPID_EMAIL);
-    assert_eq!(mail["attachments"].as_array().map(Vec::len), Some(2));
-    let cpt = cpt_of(mail);
+    let anna = Person {
+        fiscal_code: SPID_FISCAL_CODE,
+        given_name: "Anna",
+        family_name: "Bianchi",
+        birth_date: "",
+        birth_place: "",
+        sex: "F",
+        email: SPID_EMAIL,
+    };
+    let (csrf, cpt) = fill_in_and_accept(&f, &browser, &enablement, &anna).await;
     leave(&f, &browser, &csrf).await;
     assert_eq!(
         enablement_at_the_idp(&f, &sub).await["status"],
@@ -963,31 +986,7 @@ async fn a_delegate_carries_the_modulo_di_delega(backend: Backend) {
     let istanze = f.istanze();
     let browser = Browser::new();
     let enablement = first_login_after_registration(&f, &browser, &credentials).await;
-    let form_page = visit(&browser, &enablement).await;
-    let csrf = hidden(&form_page.body, "csrf").expect("csrf");
-    let mut fields: Vec<(&str, &str)> = form()
-        .into_iter()
-        .map(|(k, v)| match k {
-            "given_name" => (k, "Laura"),
-            "family_name" => (k, "Bianchi"),
-            "fiscal_code" => (k, DELEGATED),
-            "email" => (k, DELEGATED_EMAIL),
-            _ => (k, v),
-        })
-        .collect();
-    fields.push(("csrf", csrf.as_str()));
-    let summary = post(&browser, &istanze.url("/abilitazione/modulo"), &fields).await;
-    assert_eq!(summary.status, 200, "{}", summary.body);
-    post(
-        &browser,
-        &istanze.url("/abilitazione/accetto"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
-    let mails = outbox(istanze).await;
-    let mail = mails.last().expect("the CPT mail");
-    assert_eq!(mail["to"], DELEGATED_EMAIL);
-    let cpt = cpt_of(mail);
+    let (csrf, cpt) = fill_in_and_accept(&f, &browser, &enablement, &laura).await;
     leave(&f, &browser, &csrf).await;
     let check = visit(&browser, &istanze.url("/accedi")).await;
     assert!(check.body.contains("name=\"cpt\""), "{}", check.body);
