@@ -189,6 +189,24 @@ impl TestIdp {
         idp
     }
 
+    /// The audit events of one kind (newest first), optionally for one account.
+    pub async fn audit(
+        &self,
+        kind: idp_core::audit::AuditKind,
+        account_id: Option<&str>,
+    ) -> Vec<idp_core::audit::AuditEvent> {
+        self.state
+            .store
+            .audit_events(&idp_core::audit::AuditFilter {
+                kind: Some(kind),
+                account_id: account_id.map(str::to_string),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("read the audit log")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -328,20 +328,12 @@ async fn fill_in_and_accept(
 async fn recognition_event(f: &Federation) -> idp_core::audit::AuditEvent {
     let events = f
         .idp
-        .state
-        .store
-        .audit_events(&idp_core::audit::AuditFilter {
-            account_id: None,
-            client_id: Some("istanze-online".into()),
-            kind: Some(idp_core::audit::AuditKind::Recognition),
-            since: None,
-            until: None,
-            limit: 10,
-        })
-        .await
-        .expect("audit");
+        .audit(idp_core::audit::AuditKind::Recognition, None)
+        .await;
     assert_eq!(events.len(), 1, "{events:?}");
-    events.into_iter().next().expect("one event")
+    let event = events.into_iter().next().expect("one event");
+    assert_eq!(event.client_id.as_deref(), Some("istanze-online"));
+    event
 }
 
 /// The operator signs in at Istanze OnLine; returns the browser and the search page for

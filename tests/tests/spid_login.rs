@@ -175,16 +175,8 @@ async fn a_person_signs_in_with_spid_and_gets_an_account(backend: Backend) {
     let accounts = idp.state.store.count_accounts().await.expect("count");
     assert_eq!(accounts, 1);
     let spid_logins = idp
-        .state
-        .store
-        .audit_events(&idp_core::audit::AuditFilter {
-            kind: Some(idp_core::audit::AuditKind::SpidLogin),
-            account_id: Some(sub.clone()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+        .audit(idp_core::audit::AuditKind::SpidLogin, Some(&sub))
+        .await;
     assert_eq!(spid_logins.len(), 2);
     idp.stop().await;
 }
@@ -417,15 +409,8 @@ async fn a_refused_response_gets_an_italian_page_and_is_counted(backend: Backend
     assert_eq!(saml_rejections(&idp, "status_not_success").await, 1);
     // Each refusal is a login failure in the audit log.
     let failures = idp
-        .state
-        .store
-        .audit_events(&idp_core::audit::AuditFilter {
-            kind: Some(idp_core::audit::AuditKind::LoginFailure),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+        .audit(idp_core::audit::AuditKind::LoginFailure, None)
+        .await;
     assert_eq!(failures.len(), 3);
     idp.stop().await;
 }
