@@ -114,6 +114,16 @@ async fn claims_of(idp: &TestIdp, client: &str, at: &Page) -> (Value, Value, Str
 const WHO: &str = TEST_IDENTITY_FISCAL_CODE;
 const TEST_IDENTITY_FISCAL_CODE: &str = "RSSMRA80A01H501U";
 
+/// Pago in rete's authorization request → the login page → SPID as `WHO` → code →
+/// tokens: (ID token claims, userinfo, ID token).
+async fn sign_in_with_spid(idp: &TestIdp, browser: &Browser) -> (Value, Value, String) {
+    let login = browser
+        .follow(&authorize_url(idp, "pago-in-rete", ""), &idp.base)
+        .await;
+    let back = spid_sign_in(idp, browser, &login, WHO).await;
+    claims_of(idp, "pago-in-rete", &back).await
+}
+
 async fn metrics_text(idp: &TestIdp) -> String {
     http()
         .get(idp.url("/metrics"))
@@ -166,11 +176,7 @@ async fn a_person_signs_in_with_spid_and_gets_an_account(backend: Backend) {
 
     // Another browser, another SPID sign-in: the same account.
     let other = Browser::new();
-    let login = other
-        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
-        .await;
-    let back = spid_sign_in(&idp, &other, &login, WHO).await;
-    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    let (claims, _, _) = sign_in_with_spid(&idp, &other).await;
     assert_eq!(claims["sub"], sub.as_str());
     let accounts = idp.state.store.count_accounts().await.expect("count");
     assert_eq!(accounts, 1);
@@ -525,11 +531,7 @@ async fn spid_routes_answer_as_configured(backend: Backend) {
 async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
     let idp = start(backend).await;
     let fresh = Browser::new();
-    let login = fresh
-        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
-        .await;
-    let back = spid_sign_in(&idp, &fresh, &login, WHO).await;
-    let (claims, _, id_token) = claims_of(&idp, "pago-in-rete", &back).await;
+    let (claims, _, id_token) = sign_in_with_spid(&idp, &fresh).await;
     let sid = claims["sid"].as_str().expect("sid").to_string();
     assert!(
         idp.state
@@ -571,11 +573,7 @@ async fn signing_out_reaches_the_spid_identity_provider(backend: Backend) {
 async fn the_spid_identity_provider_can_end_the_session(backend: Backend) {
     let idp = start(backend).await;
     let browser = Browser::new();
-    let login = browser
-        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
-        .await;
-    let back = spid_sign_in(&idp, &browser, &login, WHO).await;
-    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    let (claims, _, _) = sign_in_with_spid(&idp, &browser).await;
     let sid = claims["sid"].as_str().expect("sid").to_string();
     let session = idp
         .state
@@ -625,11 +623,7 @@ async fn the_spid_identity_provider_can_end_the_session(backend: Backend) {
 
     // From the test IdP's own "Esci" (its LogoutRequest by HTTP-POST).
     let browser = Browser::new();
-    let login = browser
-        .follow(&authorize_url(&idp, "pago-in-rete", ""), &idp.base)
-        .await;
-    let back = spid_sign_in(&idp, &browser, &login, WHO).await;
-    let (claims, _, _) = claims_of(&idp, "pago-in-rete", &back).await;
+    let (claims, _, _) = sign_in_with_spid(&idp, &browser).await;
     let sid = claims["sid"].as_str().expect("sid").to_string();
     let page_url = format!("{test_idp}/logout");
     let page = hop(browser.http.get(&page_url), &page_url).await;
