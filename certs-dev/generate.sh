@@ -37,7 +37,7 @@ organizationName = Ministero dell\'istruzione e del merito (DEVELOPMENT ONLY)
 organizationIdentifier = PA:IT-m_pi
 countryName = IT
 localityName = Roma
-uri = http://127.0.0.1:8080/spid
+uri = http://localhost:8080/spid
 [spid_sp]
 basicConstraints = CA:FALSE
 keyUsage = critical,digitalSignature,nonRepudiation

@@ -370,15 +370,15 @@ mod tests {
         let pem = std::fs::read_to_string(dir.join("spid-sp.crt")).expect("dev certificate");
         assert_eq!(
             certificate_uri(&pem).expect("subject").as_deref(),
-            Some("http://127.0.0.1:8080/spid")
+            Some("http://localhost:8080/spid")
         );
         assert_eq!(
-            certificate_uri_mismatch(&pem, "http://127.0.0.1:8080/spid"),
+            certificate_uri_mismatch(&pem, "http://localhost:8080/spid"),
             None
         );
         let warning = certificate_uri_mismatch(&pem, "https://iam.example.it/spid")
             .expect("another entity ID");
-        assert!(warning.contains("http://127.0.0.1:8080/spid"), "{warning}");
+        assert!(warning.contains("http://localhost:8080/spid"), "{warning}");
         // The TLS certificate has no uri in its subject.
         let tls = std::fs::read_to_string(dir.join("tls-dev.crt")).expect("tls certificate");
         assert_eq!(certificate_uri(&tls).expect("subject"), None);
