@@ -18,12 +18,23 @@ pub struct Attachment {
 }
 
 /// A message ready to be delivered. The text is final (Italian, for the person).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OutgoingMail {
     pub to: Email,
     pub subject: String,
     pub body_text: String,
     pub attachments: Vec<Attachment>,
+}
+
+/// Never prints the body: it carries temporary passwords and single-use links.
+impl std::fmt::Debug for OutgoingMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMail")
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("attachments", &self.attachments.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A message as the development outbox keeps it.

@@ -146,10 +146,63 @@ pub struct MailConfig {
     pub from: String,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// Delivery attempts of a queued mail before it is given up on.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait after a first failed attempt; doubled after each further failure.
+    #[serde(default = "default_retry_base_secs")]
+    pub retry_base_secs: u64,
+    /// The longest wait between two attempts.
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// How often each instance looks for due mail (besides the wake-up after a request).
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+    /// How long a claimed mail stays with its instance before another may take it over
+    /// (longer than an SMTP delivery can take).
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// Undelivered mail, and what is left of mail given up on, is deleted after this.
+    #[serde(default = "default_keep_undelivered_hours")]
+    pub keep_undelivered_hours: u64,
 }
 
 fn default_from() -> String {
     "Accesso servizi scuola <noreply@localhost>".into()
+}
+
+fn default_max_attempts() -> u32 {
+    8
+}
+
+fn default_retry_base_secs() -> u64 {
+    30
+}
+
+fn default_retry_max_secs() -> u64 {
+    3600
+}
+
+fn default_poll_interval_secs() -> u64 {
+    10
+}
+
+fn default_lease_secs() -> u64 {
+    300
+}
+
+fn default_keep_undelivered_hours() -> u64 {
+    72
+}
+
+impl MailConfig {
+    pub fn retry_policy(&self) -> idp_core::mail_queue::RetryPolicy {
+        idp_core::mail_queue::RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_delay_secs: i64::try_from(self.retry_base_secs).unwrap_or(i64::MAX),
+            max_delay_secs: i64::try_from(self.retry_max_secs).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 impl Default for MailConfig {
@@ -158,6 +211,12 @@ impl Default for MailConfig {
             kind: MailKind::Outbox,
             from: default_from(),
             smtp: None,
+            max_attempts: default_max_attempts(),
+            retry_base_secs: default_retry_base_secs(),
+            retry_max_secs: default_retry_max_secs(),
+            poll_interval_secs: default_poll_interval_secs(),
+            lease_secs: default_lease_secs(),
+            keep_undelivered_hours: default_keep_undelivered_hours(),
         }
     }
 }

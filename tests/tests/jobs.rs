@@ -100,15 +100,18 @@ async fn jobs_delete_what_is_due_once_per_period(backend: Backend) {
     ];
     for (token, purpose, expires_at, used_at, _) in &cases {
         store
-            .insert_link(&EmailLink {
-                token_hash: TokenHash::of(token),
-                purpose: *purpose,
-                account_id: Some(account.id.as_str().to_string()),
-                payload: "{}".into(),
-                created_at: long_ago - 86_400,
-                expires_at: *expires_at,
-                used_at: *used_at,
-            })
+            .insert_link(
+                &EmailLink {
+                    token_hash: TokenHash::of(token),
+                    purpose: *purpose,
+                    account_id: Some(account.id.as_str().to_string()),
+                    payload: "{}".into(),
+                    created_at: long_ago - 86_400,
+                    expires_at: *expires_at,
+                    used_at: *used_at,
+                },
+                None,
+            )
             .await
             .expect("link");
     }
