@@ -664,6 +664,22 @@ impl Config {
                 "cache.redis_url: required when cache.kind = \"redis\"".into(),
             ));
         }
+        for (key, value) in [
+            ("max_attempts", u64::from(self.mail.max_attempts)),
+            ("retry_base_secs", self.mail.retry_base_secs),
+            ("poll_interval_secs", self.mail.poll_interval_secs),
+            ("lease_secs", self.mail.lease_secs),
+            ("keep_undelivered_hours", self.mail.keep_undelivered_hours),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("mail.{key}: must be at least 1")));
+            }
+        }
+        if self.mail.retry_max_secs < self.mail.retry_base_secs {
+            return Err(ConfigError(
+                "mail.retry_max_secs: must be at least mail.retry_base_secs".into(),
+            ));
+        }
         if self.mail.kind == MailKind::Smtp && self.mail.smtp.is_none() {
             return Err(ConfigError(
                 "mail.smtp: required when mail.kind = \"smtp\"".into(),
@@ -765,6 +781,23 @@ mod tests {
         let e = load_str(&format!("{MINIMAL}\n[log]\nlevl = \"x\"\n")).expect_err("typo");
         let text = e.to_string();
         assert!(text.contains("levl"), "{text}");
+    }
+
+    #[test]
+    fn the_mail_queue_keys_load_and_are_checked() {
+        let c = load_str(&format!(
+            "{MINIMAL}\n[mail]\nmax_attempts = 3\nretry_base_secs = 10\nretry_max_secs = 60\n"
+        ))
+        .expect("mail keys load");
+        assert_eq!(c.mail.retry_policy().max_attempts, 3);
+        assert_eq!(c.mail.lease_secs, 300);
+        let e = load_str(&format!("{MINIMAL}\n[mail]\nmax_attempts = 0\n")).expect_err("zero");
+        assert!(e.to_string().contains("mail.max_attempts"), "{e}");
+        let e = load_str(&format!(
+            "{MINIMAL}\n[mail]\nretry_base_secs = 100\nretry_max_secs = 10\n"
+        ))
+        .expect_err("max below base");
+        assert!(e.to_string().contains("mail.retry_max_secs"), "{e}");
     }
 
     #[test]
