@@ -12,11 +12,13 @@ use idp_core::audit::{AuditEvent, AuditKind};
 use idp_core::directory::now;
 use idp_core::mail_queue::{AfterFailure, QueuedMail, error_summary};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::state::AppState;
 
-/// Mails claimed per round (each delivered in turn before the next claim).
-const BATCH: i64 = 20;
+/// Mails claimed per round, delivered side by side (a slow mail server then delays a
+/// round by one delivery's time, not by the batch's).
+const BATCH: i64 = 10;
 
 /// What one pass over the due mail did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,8 +57,30 @@ pub async fn deliver_due(state: &AppState) -> idp_core::Result<Delivery> {
         if batch.is_empty() {
             return Ok(done);
         }
+        let mut deliveries = JoinSet::new();
         for queued in batch {
-            deliver(state, queued, &mut done).await?;
+            let state = state.clone();
+            deliveries.spawn(async move {
+                let mut one = Delivery::default();
+                deliver(&state, queued, &mut one).await.map(|()| one)
+            });
+        }
+        // Every delivery of the round finishes (each marks its own mail) before an
+        // error ends the round; the mails of a failed mark return after their lease.
+        let mut failure = None;
+        while let Some(joined) = deliveries.join_next().await {
+            match joined {
+                Ok(Ok(one)) => {
+                    done.sent += one.sent;
+                    done.retried += one.retried;
+                    done.abandoned += one.abandoned;
+                }
+                Ok(Err(e)) => failure = Some(e),
+                Err(e) => tracing::error!(error = %e, "mail: a delivery task failed"),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
     }
 }
