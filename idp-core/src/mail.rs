@@ -37,8 +37,8 @@ impl std::fmt::Debug for OutgoingMail {
     }
 }
 
-/// A message as the development outbox keeps it.
-#[derive(Clone, Debug)]
+/// A message as the development outbox keeps it. `Debug` leaves the body out.
+#[derive(Clone)]
 pub struct StoredMail {
     pub id: String,
     pub to: String,
@@ -46,6 +46,17 @@ pub struct StoredMail {
     pub body_text: String,
     pub attachments: Vec<Attachment>,
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for StoredMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMail")
+            .field("id", &self.id)
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]

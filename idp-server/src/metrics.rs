@@ -234,4 +234,14 @@ mod tests {
         assert!(text.contains(r#"idp_tokens_issued_total{grant="authorization_code"} 1"#));
         assert!(text.contains(r#"idp_saml_rejections_total{reason="signature"} 1"#));
     }
+
+    #[test]
+    fn given_up_mail_and_the_queue_length_appear_in_the_exposition() {
+        let m = Metrics::new();
+        m.email_abandoned();
+        m.set_mail_queued(7);
+        let text = m.render();
+        assert!(text.contains(r#"idp_emails_total{outcome="abandoned"} 1"#));
+        assert!(text.contains("idp_mail_queued 7"));
+    }
 }
