@@ -30,10 +30,12 @@ pub enum AuditKind {
     ClientUpdated,
     ClientRemoved,
     KeyRotated,
+    /// A queued mail given up on after its last delivery attempt.
+    MailUndeliverable,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 16] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::LoginSuccess,
         AuditKind::LoginFailure,
         AuditKind::Lockout,
@@ -50,6 +52,7 @@ impl AuditKind {
         AuditKind::ClientUpdated,
         AuditKind::ClientRemoved,
         AuditKind::KeyRotated,
+        AuditKind::MailUndeliverable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +73,7 @@ impl AuditKind {
             AuditKind::ClientUpdated => "client_updated",
             AuditKind::ClientRemoved => "client_removed",
             AuditKind::KeyRotated => "key_rotated",
+            AuditKind::MailUndeliverable => "mail_undeliverable",
         }
     }
 }

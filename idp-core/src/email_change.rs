@@ -10,6 +10,7 @@ use crate::Result;
 use crate::account::{AccountId, Email};
 use crate::directory::{Account, Directory, now};
 use crate::link::{self, LinkPurpose, LinkState, LinkStore};
+use crate::mail::OutgoingMail;
 use crate::secret::Secret;
 
 pub const LINK_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -19,12 +20,18 @@ struct Payload {
     email: Email,
 }
 
-/// Starts a change: voids older links and returns the token for the new address.
-pub async fn request(links: &dyn LinkStore, account: &Account, email: &Email) -> Result<Secret> {
+/// Starts a change: voids older links, issues one for the new address and queues the
+/// mail `compose` writes around its token (link and mail in one transaction).
+pub async fn request(
+    links: &dyn LinkStore,
+    account: &Account,
+    email: &Email,
+    compose: impl FnOnce(&Secret) -> OutgoingMail + Send,
+) -> Result<()> {
     links
         .void_links(account.id.as_str(), LinkPurpose::EmailChange, now())
         .await?;
-    link::issue(
+    link::issue_and_mail(
         links,
         LinkPurpose::EmailChange,
         Some(account.id.as_str()),
@@ -32,6 +39,7 @@ pub async fn request(links: &dyn LinkStore, account: &Account, email: &Email) ->
             email: email.clone(),
         },
         LINK_TTL,
+        compose,
     )
     .await
 }

@@ -15,6 +15,7 @@ pub mod grant;
 pub mod keys;
 pub mod link;
 pub mod mail;
+pub mod mail_queue;
 pub mod oidc;
 pub mod password;
 pub mod password_change;

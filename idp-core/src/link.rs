@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::directory::now;
+use crate::mail::OutgoingMail;
 use crate::secret::{Secret, TokenHash, generate_token};
 use crate::{CoreError, Result};
 
@@ -64,7 +65,8 @@ impl LinkState {
 
 #[async_trait]
 pub trait LinkStore: Send + Sync {
-    async fn insert_link(&self, link: &EmailLink) -> Result<()>;
+    /// Stores a link and, in the same transaction, queues the mail that carries it.
+    async fn insert_link(&self, link: &EmailLink, mail: Option<&OutgoingMail>) -> Result<()>;
     async fn find_link(&self, hash: &TokenHash, purpose: LinkPurpose) -> Result<Option<EmailLink>>;
     /// Marks the link used if it is unused and unexpired at `now`; true when it did.
     async fn consume_link(&self, hash: &TokenHash, purpose: LinkPurpose, now: i64) -> Result<bool>;
@@ -83,20 +85,57 @@ pub async fn issue<P: Serialize>(
     payload: &P,
     ttl: Duration,
 ) -> Result<Secret> {
+    issue_inner(
+        store,
+        purpose,
+        account_id,
+        payload,
+        ttl,
+        None::<fn(&Secret) -> OutgoingMail>,
+    )
+    .await
+}
+
+/// Stores a new link and queues the mail that `compose` writes around its token, in one
+/// transaction: the link never exists without its mail on the way.
+pub async fn issue_and_mail<P: Serialize>(
+    store: &dyn LinkStore,
+    purpose: LinkPurpose,
+    account_id: Option<&str>,
+    payload: &P,
+    ttl: Duration,
+    compose: impl FnOnce(&Secret) -> OutgoingMail + Send,
+) -> Result<()> {
+    issue_inner(store, purpose, account_id, payload, ttl, Some(compose)).await?;
+    Ok(())
+}
+
+async fn issue_inner<P: Serialize>(
+    store: &dyn LinkStore,
+    purpose: LinkPurpose,
+    account_id: Option<&str>,
+    payload: &P,
+    ttl: Duration,
+    compose: Option<impl FnOnce(&Secret) -> OutgoingMail + Send>,
+) -> Result<Secret> {
     let token = generate_token();
+    let mail = compose.map(|c| c(&token));
     let at = now();
     let payload =
         serde_json::to_string(payload).map_err(|e| CoreError::Invalid(format!("link: {e}")))?;
     store
-        .insert_link(&EmailLink {
-            token_hash: token.hash(),
-            purpose,
-            account_id: account_id.map(str::to_string),
-            payload,
-            created_at: at,
-            expires_at: at + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
-            used_at: None,
-        })
+        .insert_link(
+            &EmailLink {
+                token_hash: token.hash(),
+                purpose,
+                account_id: account_id.map(str::to_string),
+                payload,
+                created_at: at,
+                expires_at: at + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+                used_at: None,
+            },
+            mail.as_ref(),
+        )
         .await?;
     Ok(token)
 }

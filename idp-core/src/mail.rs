@@ -18,7 +18,7 @@ pub struct Attachment {
 }
 
 /// A message ready to be delivered. The text is final (Italian, for the person).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OutgoingMail {
     pub to: Email,
     pub subject: String,
@@ -26,8 +26,19 @@ pub struct OutgoingMail {
     pub attachments: Vec<Attachment>,
 }
 
-/// A message as the development outbox keeps it.
-#[derive(Clone, Debug)]
+/// Never prints the body: it carries temporary passwords and single-use links.
+impl std::fmt::Debug for OutgoingMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMail")
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("attachments", &self.attachments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message as the development outbox keeps it. `Debug` leaves the body out.
+#[derive(Clone)]
 pub struct StoredMail {
     pub id: String,
     pub to: String,
@@ -35,6 +46,17 @@ pub struct StoredMail {
     pub body_text: String,
     pub attachments: Vec<Attachment>,
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for StoredMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMail")
+            .field("id", &self.id)
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]

@@ -9,6 +9,7 @@ use crate::Result;
 use crate::account::{AccountId, Email, Username};
 use crate::directory::{Account, Directory};
 use crate::link::{self, LinkPurpose, LinkState, LinkStore};
+use crate::mail::OutgoingMail;
 use crate::password::Password;
 use crate::secret::Secret;
 
@@ -20,22 +21,24 @@ pub const MINISTRY_GUIDANCE_IT: &str = "Per le utenze di tipo MI la password non
 /// What a reset request leads to (only the mail differs; the page never does).
 #[derive(Debug)]
 pub enum Request {
-    /// Send this link to this address.
-    Link {
-        to: Email,
-        account: Box<Account>,
-        token: Secret,
-    },
+    /// A link to this address: its mail is queued with it.
+    Link { to: Email, account: Box<Account> },
     /// A ministry account: send the guidance to this address.
     MinistryGuidance { to: Email, account: Box<Account> },
     /// Unknown username, or an account without an address: nothing to send.
     Nothing,
 }
 
+/// Writes the reset mail: to the address, for the account, around the link's token.
+pub type ResetMail<'a> = &'a (dyn Fn(&Email, &Account, &Secret) -> OutgoingMail + Send + Sync);
+
+/// Looks the account up; for one that may reset its password, issues a link and queues
+/// the mail `reset_mail` writes around it, in one transaction.
 pub async fn request(
     directory: &Directory,
     links: &dyn LinkStore,
     username: &str,
+    reset_mail: ResetMail<'_>,
 ) -> Result<Request> {
     let Ok(username) = Username::parse(username.trim()) else {
         return Ok(Request::Nothing);
@@ -60,18 +63,18 @@ pub async fn request(
             crate::directory::now(),
         )
         .await?;
-    let token = link::issue(
+    link::issue_and_mail(
         links,
         LinkPurpose::PasswordReset,
         Some(account.id.as_str()),
         &(),
         LINK_TTL,
+        |token| reset_mail(&to, &account, token),
     )
     .await?;
     Ok(Request::Link {
         to,
         account: Box::new(account),
-        token,
     })
 }
 

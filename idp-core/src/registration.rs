@@ -14,6 +14,7 @@ use crate::account::{AccountId, AccountKind, AccountStatus, Email, Username};
 use crate::directory::{Account, Directory, now};
 use crate::fiscal_code::{FiscalCode, Sex};
 use crate::link::{self, LinkPurpose, LinkState, LinkStore};
+use crate::mail::OutgoingMail;
 use crate::password::{Password, generate_temporary};
 use crate::secret::TokenHash;
 use crate::{CoreError, Result};
@@ -90,6 +91,7 @@ pub trait ConsentStore: Send + Sync {
         now: i64,
         account: &Account,
         consents: &[Consent],
+        mail: Option<&OutgoingMail>,
     ) -> Result<bool>;
 }
 
@@ -257,6 +259,29 @@ pub async fn submit(
     .await
 }
 
+/// Step 3 confirmed, with the mail: stores the application behind a 24-hour link and
+/// queues the mail `compose` writes around the link's token, in one transaction.
+pub async fn submit_and_mail(
+    links: &dyn LinkStore,
+    application: &Application,
+    compose: impl FnOnce(&crate::secret::Secret) -> OutgoingMail + Send,
+) -> Result<()> {
+    link::issue_and_mail(
+        links,
+        LinkPurpose::Registration,
+        None,
+        application,
+        CONFIRMATION_TTL,
+        compose,
+    )
+    .await
+}
+
+/// Writes the credentials mail of a new account: its username, its temporary password
+/// and when that expires. `None` when the account has no address to write to.
+pub type CredentialsMail<'a> =
+    &'a (dyn Fn(&Account, &Password, i64) -> Option<OutgoingMail> + Send + Sync);
+
 /// What following the confirmation link gave.
 #[derive(Debug)]
 pub enum Confirmation {
@@ -270,14 +295,16 @@ pub enum Confirmation {
     Refused(LinkState),
 }
 
-/// Consumes the link and creates the account with its consents and a temporary
-/// password, all in one transaction (see `ConsentStore::complete_registration`).
+/// Consumes the link and creates the account with its consents, a temporary password
+/// and the queued mail that `credentials` writes, all in one transaction (see
+/// `ConsentStore::complete_registration`).
 pub async fn confirm(
     directory: &Directory,
     links: &dyn LinkStore,
     registrations: &dyn ConsentStore,
     token: &str,
     temporary_validity_days: u32,
+    credentials: CredentialsMail<'_>,
 ) -> Result<Confirmation> {
     let state = link::check(links, LinkPurpose::Registration, token).await?;
     let LinkState::Valid(found) = state else {
@@ -321,8 +348,15 @@ pub async fn confirm(
             created_at: at,
             updated_at: at,
         };
+        let mail = credentials(&account, &temporary_password, expires_at);
         match registrations
-            .complete_registration(&found.token_hash, at, &account, &application.consents)
+            .complete_registration(
+                &found.token_hash,
+                at,
+                &account,
+                &application.consents,
+                mail.as_ref(),
+            )
             .await
         {
             Ok(true) => {

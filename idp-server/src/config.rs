@@ -155,10 +155,63 @@ pub struct MailConfig {
     pub from: String,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// Delivery attempts of a queued mail before it is given up on.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait after a first failed attempt; doubled after each further failure.
+    #[serde(default = "default_retry_base_secs")]
+    pub retry_base_secs: u64,
+    /// The longest wait between two attempts.
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// How often each instance looks for due mail (besides the wake-up after a request).
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+    /// How long a claimed mail stays with its instance before another may take it over
+    /// (longer than an SMTP delivery can take).
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// Undelivered mail, and what is left of mail given up on, is deleted after this.
+    #[serde(default = "default_keep_undelivered_hours")]
+    pub keep_undelivered_hours: u64,
 }
 
 fn default_from() -> String {
     "Accesso servizi scuola <noreply@localhost>".into()
+}
+
+fn default_max_attempts() -> u32 {
+    8
+}
+
+fn default_retry_base_secs() -> u64 {
+    30
+}
+
+fn default_retry_max_secs() -> u64 {
+    3600
+}
+
+fn default_poll_interval_secs() -> u64 {
+    10
+}
+
+fn default_lease_secs() -> u64 {
+    300
+}
+
+fn default_keep_undelivered_hours() -> u64 {
+    72
+}
+
+impl MailConfig {
+    pub fn retry_policy(&self) -> idp_core::mail_queue::RetryPolicy {
+        idp_core::mail_queue::RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_delay_secs: i64::try_from(self.retry_base_secs).unwrap_or(i64::MAX),
+            max_delay_secs: i64::try_from(self.retry_max_secs).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 impl Default for MailConfig {
@@ -167,6 +220,12 @@ impl Default for MailConfig {
             kind: MailKind::Outbox,
             from: default_from(),
             smtp: None,
+            max_attempts: default_max_attempts(),
+            retry_base_secs: default_retry_base_secs(),
+            retry_max_secs: default_retry_max_secs(),
+            poll_interval_secs: default_poll_interval_secs(),
+            lease_secs: default_lease_secs(),
+            keep_undelivered_hours: default_keep_undelivered_hours(),
         }
     }
 }
@@ -620,6 +679,22 @@ impl Config {
                 "cache.redis_url: required when cache.kind = \"redis\"".into(),
             ));
         }
+        for (key, value) in [
+            ("max_attempts", u64::from(self.mail.max_attempts)),
+            ("retry_base_secs", self.mail.retry_base_secs),
+            ("poll_interval_secs", self.mail.poll_interval_secs),
+            ("lease_secs", self.mail.lease_secs),
+            ("keep_undelivered_hours", self.mail.keep_undelivered_hours),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("mail.{key}: must be at least 1")));
+            }
+        }
+        if self.mail.retry_max_secs < self.mail.retry_base_secs {
+            return Err(ConfigError(
+                "mail.retry_max_secs: must be at least mail.retry_base_secs".into(),
+            ));
+        }
         if self.mail.kind == MailKind::Smtp && self.mail.smtp.is_none() {
             return Err(ConfigError(
                 "mail.smtp: required when mail.kind = \"smtp\"".into(),
@@ -721,6 +796,23 @@ mod tests {
         let e = load_str(&format!("{MINIMAL}\n[log]\nlevl = \"x\"\n")).expect_err("typo");
         let text = e.to_string();
         assert!(text.contains("levl"), "{text}");
+    }
+
+    #[test]
+    fn the_mail_queue_keys_load_and_are_checked() {
+        let c = load_str(&format!(
+            "{MINIMAL}\n[mail]\nmax_attempts = 3\nretry_base_secs = 10\nretry_max_secs = 60\n"
+        ))
+        .expect("mail keys load");
+        assert_eq!(c.mail.retry_policy().max_attempts, 3);
+        assert_eq!(c.mail.lease_secs, 300);
+        let e = load_str(&format!("{MINIMAL}\n[mail]\nmax_attempts = 0\n")).expect_err("zero");
+        assert!(e.to_string().contains("mail.max_attempts"), "{e}");
+        let e = load_str(&format!(
+            "{MINIMAL}\n[mail]\nretry_base_secs = 100\nretry_max_secs = 10\n"
+        ))
+        .expect_err("max below base");
+        assert!(e.to_string().contains("mail.retry_max_secs"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use idp_core::mail::{Mailer, OutgoingMail};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 use crate::state::AppState;
@@ -33,6 +33,7 @@ struct Inner {
     logins: IntCounterVec,
     tokens: IntCounterVec,
     emails: IntCounterVec,
+    mail_queued: IntGauge,
     saml_rejections: IntCounterVec,
 }
 
@@ -88,9 +89,18 @@ impl Metrics {
         let emails = counter(
             &registry,
             "emails_total",
-            "Outgoing mail by outcome (sent, failed).",
+            "Outgoing mail by outcome: sent; failed (one delivery attempt, retried later); \
+             abandoned (given up after the last attempt).",
             &["outcome"],
         );
+        let mail_queued = IntGauge::new(
+            "mail_queued",
+            "Mails waiting in the shared queue (the same value on every instance).",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(mail_queued.clone()))
+            .expect("metric registered once");
         let saml_rejections = counter(
             &registry,
             "saml_rejections_total",
@@ -105,6 +115,7 @@ impl Metrics {
                 logins,
                 tokens,
                 emails,
+                mail_queued,
                 saml_rejections,
             }),
         }
@@ -134,6 +145,15 @@ impl Metrics {
 
     fn email(&self, outcome: &str) {
         self.inner.emails.with_label_values(&[outcome]).inc();
+    }
+
+    /// A queued mail given up on after its last attempt.
+    pub fn email_abandoned(&self) {
+        self.email("abandoned");
+    }
+
+    pub fn set_mail_queued(&self, n: i64) {
+        self.inner.mail_queued.set(n);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -212,5 +232,15 @@ mod tests {
         assert!(text.contains(r#"idp_logins_total{method="password",outcome="success"} 1"#));
         assert!(text.contains(r#"idp_tokens_issued_total{grant="authorization_code"} 1"#));
         assert!(text.contains(r#"idp_saml_rejections_total{reason="signature"} 1"#));
+    }
+
+    #[test]
+    fn given_up_mail_and_the_queue_length_appear_in_the_exposition() {
+        let m = Metrics::new();
+        m.email_abandoned();
+        m.set_mail_queued(7);
+        let text = m.render();
+        assert!(text.contains(r#"idp_emails_total{outcome="abandoned"} 1"#));
+        assert!(text.contains("idp_mail_queued 7"));
     }
 }

@@ -33,8 +33,11 @@ pub struct Inner {
     pub sql: SqlStore,
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn Cache>,
-    /// Counts what it sends into `metrics`.
+    /// Delivers the queued mail (see `jobs::mail_delivery`); counts into `metrics`.
     pub mailer: Arc<dyn Mailer>,
+    /// Wakes this instance's mail sender: a request that queued mail rings it, so the
+    /// mail leaves at once rather than at the next poll.
+    pub mail_wake: Arc<tokio::sync::Notify>,
     pub metrics: Metrics,
     pub directory: Directory,
     /// The OIDC signing keys: sign and verify tokens, serve `jwks_json()` at /jwks.
@@ -62,6 +65,15 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Connects storage and cache, applies migrations, and builds the services.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        Self::build_with_delivery(config, |mailer| mailer).await
+    }
+
+    /// Like `build`, with `delivery` wrapped around the configured mailer (SMTP or the
+    /// development outbox). The tests put a delivery that fails at first in between.
+    pub async fn build_with_delivery(
+        config: Config,
+        delivery: impl FnOnce(Arc<dyn Mailer>) -> Arc<dyn Mailer>,
+    ) -> anyhow::Result<AppState> {
         let sql = SqlStore::connect(&config.database.url, config.database.max_connections)
             .await
             .with_context(|| "database: cannot connect".to_string())?;
@@ -81,6 +93,7 @@ impl AppState {
             (MailKind::Smtp, Some(smtp)) => Arc::new(SmtpMailer::new(smtp, &config.mail.from)?),
             _ => Arc::new(OutboxMailer::new(store.clone())),
         };
+        let mailer = delivery(mailer);
         let metrics = Metrics::new();
         let mailer: Arc<dyn Mailer> = Arc::new(CountingMailer::new(mailer, metrics.clone()));
         let hasher = Arc::new(PasswordHasher::new(config.passwords.hash)?);
@@ -124,6 +137,7 @@ impl AppState {
                 store,
                 cache,
                 mailer,
+                mail_wake: Arc::new(tokio::sync::Notify::new()),
                 metrics,
                 directory,
                 keys,
@@ -136,6 +150,11 @@ impl AppState {
                 redis,
             }),
         })
+    }
+
+    /// Tells this instance's mail sender that mail was queued.
+    pub fn wake_mail_sender(&self) {
+        self.mail_wake.notify_one();
     }
 
     /// Records a security event; never fails (see `idp_core::audit::record`).

@@ -3,13 +3,16 @@
 //! and a Redis namespace), and drives it like a browser would.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use idp_core::account::{AccountKind, Email, Username};
 use idp_core::directory::{Account, NewAccount};
 use idp_core::fiscal_code::{FiscalCode, Sex};
+use idp_core::mail::Mailer;
 use idp_core::password::Password;
 use idp_server::admin::clients::ClientSeed;
 use idp_server::config::{CacheKind, Config};
+use idp_server::jobs::{self, Jobs};
 use idp_server::state::AppState;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -34,12 +37,18 @@ pub struct Stores {
     pub prefix: String,
 }
 
+/// Wraps the configured mail delivery (see `TestIdp::start_with_delivery`).
+type Delivery<'a> = Box<dyn FnOnce(Arc<dyn Mailer>) -> Arc<dyn Mailer> + 'a>;
+
 pub struct TestIdp {
     pub base: String,
     pub addr: SocketAddr,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The mail sender (the periodic clean-up jobs are not run: `tests/jobs.rs` runs
+    /// them one at a time).
+    jobs: Option<Jobs>,
     database: Option<TestDatabase>,
     /// Whether `stop` clears the Redis namespace (the first of instances sharing it).
     owns_namespace: bool,
@@ -74,7 +83,35 @@ impl TestIdp {
             redis_url: redis_url(),
             prefix: format!("idp-test-{}:", unique_suffix()),
         });
-        Self::launch(stores, database, true, clients, configure).await
+        Self::launch(stores, database, true, clients, configure, None).await
+    }
+
+    /// Like `start_with`, with `delivery` between the mail sender and the development
+    /// outbox (a delivery that fails at first, to see the queue retry).
+    pub async fn start_with_delivery(
+        backend: Backend,
+        clients: Vec<ClientSeed>,
+        configure: impl FnOnce(&mut Config),
+        delivery: impl FnOnce(Arc<dyn Mailer>) -> Arc<dyn Mailer>,
+    ) -> TestIdp {
+        let database = match backend {
+            Backend::Embedded => None,
+            Backend::Production => Some(TestDatabase::create().await),
+        };
+        let stores = database.as_ref().map(|db| Stores {
+            database_url: db.url.clone(),
+            redis_url: redis_url(),
+            prefix: format!("idp-test-{}:", unique_suffix()),
+        });
+        Self::launch(
+            stores,
+            database,
+            true,
+            clients,
+            configure,
+            Some(Box::new(delivery)),
+        )
+        .await
     }
 
     /// An instance on given stores (private services of a failure test); its `stop`
@@ -84,7 +121,7 @@ impl TestIdp {
         clients: Vec<ClientSeed>,
         configure: impl FnOnce(&mut Config),
     ) -> TestIdp {
-        Self::launch(Some(stores), None, true, clients, configure).await
+        Self::launch(Some(stores), None, true, clients, configure, None).await
     }
 
     /// A second instance on a free port sharing `other`'s PostgreSQL database and
@@ -97,7 +134,7 @@ impl TestIdp {
         let stores = other
             .stores()
             .expect("start_sharing needs an instance on PostgreSQL and Redis");
-        Self::launch(Some(stores), None, false, clients, configure).await
+        Self::launch(Some(stores), None, false, clients, configure, None).await
     }
 
     /// The stores of a production instance.
@@ -116,6 +153,7 @@ impl TestIdp {
         owns_namespace: bool,
         clients: Vec<ClientSeed>,
         configure: impl FnOnce(&mut Config),
+        delivery: Option<Delivery<'_>>,
     ) -> TestIdp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -134,8 +172,16 @@ impl TestIdp {
             }
         }
         config.clients = clients;
+        // Queued mail leaves at once after a request (a wake-up); the poll is for retries.
+        config.mail.poll_interval_secs = 1;
         configure(&mut config);
-        let state = AppState::build(config).await.expect("build the app state");
+        let state = match delivery {
+            None => AppState::build(config).await,
+            Some(delivery) => AppState::build_with_delivery(config, delivery).await,
+        }
+        .expect("build the app state");
+        let mut sender = jobs::spawn_these(&state, Vec::new());
+        sender.deliver_mail(&state);
         let server = idp_server::BoundServer::from_listener(state.clone(), listener);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -151,6 +197,7 @@ impl TestIdp {
             state,
             shutdown: Some(tx),
             task: Some(task),
+            jobs: Some(sender),
             database,
             owns_namespace,
             spid_test_idp: None,
@@ -294,6 +341,9 @@ impl TestIdp {
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        if let Some(jobs) = self.jobs.take() {
+            jobs.stop().await;
         }
         if let Some(cache) = self.state.redis_cache()
             && self.owns_namespace

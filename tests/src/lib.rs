@@ -63,6 +63,7 @@ impl TestDatabase {
     }
 }
 
+pub mod delivery;
 pub mod flows;
 pub mod harness;
 pub mod process;

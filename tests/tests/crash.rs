@@ -3,7 +3,8 @@
 //! enablement PUTs from a client; it is killed mid-load and started again. Everything
 //! that was acknowledged to a user or client is in PostgreSQL afterwards: each
 //! confirmed account, each submitted registration (its link still confirms), each
-//! enablement status.
+//! enablement status, and the credentials mail of each confirmed account (queued with
+//! the account, delivered by the restarted server if the killed one had not).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,11 @@ max_connections = 8
 kind = "redis"
 redis_url = "{redis}"
 prefix = "{prefix}"
+
+[mail]
+poll_interval_secs = 1
+# A mail claimed by the killed process is taken over after this.
+lease_secs = 3
 
 [[clients]]
 id = "{SERVICE}"
@@ -192,14 +198,28 @@ async fn register(
 
 /// The confirmation link mailed to `email` (the outbox is in PostgreSQL).
 async fn confirmation_link(store: &SqlStore, email: &str) -> Result<String, String> {
-    let mail = store
-        .list_mail(1000)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|m| m.to == email && m.subject == "Conferma la registrazione")
-        .ok_or_else(|| format!("no confirmation mail to {email}"))?;
-    Ok(registration::link_in(&mail.body_text))
+    let body = delivered(store, email, "Conferma la registrazione").await?;
+    Ok(registration::link_in(&body))
+}
+
+/// The body of a mail delivered to the outbox, waiting for the background sender.
+async fn delivered(store: &SqlStore, email: &str, subject: &str) -> Result<String, String> {
+    let start = Instant::now();
+    loop {
+        let found = store
+            .list_mail(1000)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|m| m.to == email && m.subject == subject);
+        if let Some(mail) = found {
+            return Ok(mail.body_text);
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            return Err(format!("no mail {subject:?} to {email}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A client setting one account's enablement again and again; returns the last
@@ -335,6 +355,15 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
             .expect("lookup")
             .unwrap_or_else(|| panic!("confirmed account {fiscal_code} lost"));
         assert!(account.password.is_some(), "{fiscal_code} has its password");
+        let (_, email) = registered
+            .submitted
+            .iter()
+            .find(|(f, _)| f == fiscal_code)
+            .expect("submitted before confirmed");
+        let body = delivered(&sql, email, "Le tue credenziali di accesso")
+            .await
+            .unwrap_or_else(|e| panic!("credentials of {fiscal_code} lost: {e}"));
+        assert!(body.contains(account.username.as_str()), "{body}");
     }
     // A submission acknowledged but not confirmed before the kill: its link was mailed
     // and still confirms on the restarted server.

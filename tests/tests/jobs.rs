@@ -8,8 +8,10 @@ use idp_core::audit::{AuditEvent, AuditFilter, AuditKind};
 use idp_core::directory::now;
 use idp_core::grant::Grant;
 use idp_core::link::{EmailLink, LinkPurpose};
+use idp_core::mail::OutgoingMail;
 use idp_core::secret::TokenHash;
-use idp_server::jobs::{self, audit_retention, grants, links};
+use idp_server::jobs::{self, audit_retention, grants, links, mail_retention};
+use idp_tests::delivery::SmtpRefusals;
 use idp_tests::harness::{Backend, TestIdp};
 
 fn grant(id: &str, account_id: &str, expires_at: i64, revoked_at: Option<i64>) -> Grant {
@@ -100,15 +102,18 @@ async fn jobs_delete_what_is_due_once_per_period(backend: Backend) {
     ];
     for (token, purpose, expires_at, used_at, _) in &cases {
         store
-            .insert_link(&EmailLink {
-                token_hash: TokenHash::of(token),
-                purpose: *purpose,
-                account_id: Some(account.id.as_str().to_string()),
-                payload: "{}".into(),
-                created_at: long_ago - 86_400,
-                expires_at: *expires_at,
-                used_at: *used_at,
-            })
+            .insert_link(
+                &EmailLink {
+                    token_hash: TokenHash::of(token),
+                    purpose: *purpose,
+                    account_id: Some(account.id.as_str().to_string()),
+                    payload: "{}".into(),
+                    created_at: long_ago - 86_400,
+                    expires_at: *expires_at,
+                    used_at: *used_at,
+                },
+                None,
+            )
             .await
             .expect("link");
     }
@@ -165,6 +170,56 @@ async fn jobs_delete_what_is_due_once_per_period(backend: Backend) {
         .await
         .expect("the jobs stop when asked");
     idp.stop().await;
+}
+
+/// Mail the mail server keeps refusing is deleted, body and all, once it is older than
+/// `[mail] keep_undelivered_hours`; younger mail stays queued for its next attempt.
+async fn undelivered_mail_goes_after_its_retention(backend: Backend) {
+    let smtp = SmtpRefusals::default();
+    smtp.refuse_next(1000);
+    let idp = TestIdp::start_with_delivery(
+        backend,
+        vec![],
+        |c| {
+            c.mail.keep_undelivered_hours = 72;
+            c.mail.retry_base_secs = 3600;
+        },
+        |m| smtp.delivery(m),
+    )
+    .await;
+    let store = &idp.state.store;
+    let t = now();
+    for (subject, queued_at) in [("Vecchia", t - 73 * 3600), ("Recente", t - 3600)] {
+        let mail = OutgoingMail {
+            to: idp_core::account::Email::parse("anna@example.org").expect("email"),
+            subject: subject.into(),
+            body_text: "Password provvisoria: segreta".into(),
+            attachments: Vec::new(),
+        };
+        store.enqueue_mail(&mail, queued_at).await.expect("enqueue");
+    }
+    idp.state.wake_mail_sender();
+    let start = std::time::Instant::now();
+    while smtp.made() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "not attempted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        jobs::run_once(&idp.state, &mail_retention::JOB).await,
+        Some(1)
+    );
+    assert_eq!(store.count_queued_mail().await.expect("count"), 1);
+    idp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_mail_on_the_embedded_default() {
+    undelivered_mail_goes_after_its_retention(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_mail_on_postgres_and_redis() {
+    undelivered_mail_goes_after_its_retention(Backend::Production).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

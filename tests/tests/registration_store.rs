@@ -1,14 +1,16 @@
 //! Confirming a registration is one transaction, on SQLite and PostgreSQL: the link is
 //! spent, the account written with its temporary password and its consents, or none
-//! of it. A write that fails halfway (here a consent the table refuses) leaves no
-//! account and a link that still works; a link confirms once.
+//! of it, together with the queued mail that carries the credentials. A write that fails
+//! halfway (here a consent the table refuses) leaves no account, no mail and a link
+//! that still works; a link confirms once.
 
 use std::sync::Arc;
 
-use idp_core::directory::Directory;
+use idp_core::directory::{Account, Directory};
 use idp_core::fiscal_code::{FiscalCode, Sex};
 use idp_core::link::{self, LinkPurpose, LinkState};
-use idp_core::password::{HashParams, PasswordHasher, PasswordPolicy};
+use idp_core::mail::OutgoingMail;
+use idp_core::password::{HashParams, Password, PasswordHasher, PasswordPolicy};
 use idp_core::registration::{self, Application, Confirmation, Consent};
 use idp_core::store::Store;
 use idp_core::store::sql::SqlStore;
@@ -35,6 +37,20 @@ fn consent(kind: &str) -> Consent {
     }
 }
 
+/// The credentials mail as the server writes it, reduced to what the test checks.
+fn credentials(account: &Account, password: &Password, _expires_at: i64) -> Option<OutgoingMail> {
+    account.reference_email().map(|to| OutgoingMail {
+        to: to.clone(),
+        subject: "Le tue credenziali di accesso".into(),
+        body_text: format!(
+            "Username: {}\nPassword: {}\n",
+            account.username,
+            password.expose()
+        ),
+        attachments: Vec::new(),
+    })
+}
+
 async fn a_confirmation_writes_all_or_nothing(store: Arc<dyn Store>) {
     let hasher = PasswordHasher::new(HashParams::default()).expect("hasher");
     let directory = Directory::new(store.clone(), Arc::new(hasher), PasswordPolicy::default());
@@ -46,8 +62,21 @@ async fn a_confirmation_writes_all_or_nothing(store: Arc<dyn Store>) {
     let token = registration::submit(&*store, &broken)
         .await
         .expect("submit");
-    let failed = registration::confirm(&directory, &*store, &*store, token.expose(), 7).await;
+    let failed = registration::confirm(
+        &directory,
+        &*store,
+        &*store,
+        token.expose(),
+        7,
+        &credentials,
+    )
+    .await;
     assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        store.count_queued_mail().await.expect("count"),
+        0,
+        "no credentials mail for an account that was not written"
+    );
     assert!(
         store
             .account_by_fiscal_code(&fc)
@@ -68,9 +97,16 @@ async fn a_confirmation_writes_all_or_nothing(store: Arc<dyn Store>) {
 
     let good = application(vec![consent("privacy_notice"), consent("data_processing")]);
     let token = registration::submit(&*store, &good).await.expect("submit");
-    let done = registration::confirm(&directory, &*store, &*store, token.expose(), 7)
-        .await
-        .expect("confirm");
+    let done = registration::confirm(
+        &directory,
+        &*store,
+        &*store,
+        token.expose(),
+        7,
+        &credentials,
+    )
+    .await
+    .expect("confirm");
     let Confirmation::Created { account, .. } = done else {
         panic!("created: {done:?}");
     };
@@ -91,10 +127,23 @@ async fn a_confirmation_writes_all_or_nothing(store: Arc<dyn Store>) {
             .len(),
         2
     );
+    // The credentials mail was queued with the account.
+    let at = idp_core::directory::now();
+    let queued = store.claim_mail(at, at + 60, 10).await.expect("claim");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].mail.to.as_str(), "mario@example.org");
+    assert!(queued[0].mail.body_text.contains("Username: mario.rossi"));
     // Once only.
-    let again = registration::confirm(&directory, &*store, &*store, token.expose(), 7)
-        .await
-        .expect("confirm again");
+    let again = registration::confirm(
+        &directory,
+        &*store,
+        &*store,
+        token.expose(),
+        7,
+        &credentials,
+    )
+    .await
+    .expect("confirm again");
     assert!(
         matches!(again, Confirmation::Refused(LinkState::Used)),
         "{again:?}"

@@ -243,6 +243,198 @@ async fn update_profile_changes_the_personal_email(store: Arc<dyn Store>) {
     );
 }
 
+fn text_mail(to: &str, subject: &str) -> OutgoingMail {
+    OutgoingMail {
+        to: Email::parse(to).expect("email"),
+        subject: subject.into(),
+        body_text: format!("Testo di {subject}"),
+        attachments: Vec::new(),
+    }
+}
+
+const T: i64 = 1_700_000_000;
+
+async fn queued_mail_is_held_by_one_claim_at_a_time(store: Arc<dyn Store>) {
+    store
+        .enqueue_mail(&text_mail("anna@example.org", "Uno"), T)
+        .await
+        .expect("enqueue");
+    store
+        .enqueue_mail(&text_mail("bruno@example.org", "Due"), T)
+        .await
+        .expect("enqueue");
+    assert_eq!(store.count_queued_mail().await.expect("count"), 2);
+    // Not yet due.
+    assert!(
+        store
+            .claim_mail(T - 1, T + 60, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let first = store.claim_mail(T, T + 60, 10).await.expect("claim");
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|m| m.attempts == 1));
+    assert_eq!(
+        first[0].mail.body_text,
+        format!("Testo di {}", first[0].mail.subject)
+    );
+    // Held: nobody else gets them while the lease runs.
+    assert!(
+        store
+            .claim_mail(T + 59, T + 120, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // The holder died: after the lease another claim takes them over, one attempt more.
+    let second = store.claim_mail(T + 60, T + 120, 1).await.expect("claim");
+    assert_eq!(second.len(), 1, "at most the limit");
+    assert_eq!(second[0].attempts, 2);
+    // The first holder's late marks do nothing; the current holder's count.
+    let taken = &second[0];
+    let stale = first.iter().find(|m| m.id == taken.id).expect("same mail");
+    assert!(
+        !store
+            .mail_sent(&stale.id, &stale.claim)
+            .await
+            .expect("mark")
+    );
+    assert!(
+        !store
+            .mail_retry(&stale.id, &stale.claim, T, "x")
+            .await
+            .expect("mark")
+    );
+    assert!(
+        store
+            .mail_sent(&taken.id, &taken.claim)
+            .await
+            .expect("mark")
+    );
+    assert_eq!(store.count_queued_mail().await.expect("count"), 1);
+    assert!(
+        !store
+            .mail_sent(&taken.id, &taken.claim)
+            .await
+            .expect("mark again")
+    );
+}
+
+async fn a_failed_mail_waits_for_its_retry_then_is_given_up(store: Arc<dyn Store>) {
+    store
+        .enqueue_mail(&text_mail("anna@example.org", "Uno"), T)
+        .await
+        .expect("enqueue");
+    let claimed = store.claim_mail(T, T + 300, 10).await.expect("claim");
+    let m = &claimed[0];
+    assert!(
+        store
+            .mail_retry(&m.id, &m.claim, T + 100, "451 busy")
+            .await
+            .expect("retry")
+    );
+    // Released, but not due before its next attempt.
+    assert!(
+        store
+            .claim_mail(T + 99, T + 400, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = store.claim_mail(T + 100, T + 400, 10).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    let m = &again[0];
+    assert!(
+        store
+            .mail_abandoned(&m.id, &m.claim, T + 101, "550 no such user")
+            .await
+            .expect("abandon")
+    );
+    // Given up: no longer queued nor claimable, kept until the retention deletes it.
+    assert_eq!(store.count_queued_mail().await.expect("count"), 0);
+    assert!(
+        store
+            .claim_mail(T + 10_000, T + 10_300, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(store.delete_mail_before(T).await.expect("delete"), 0);
+    assert_eq!(store.delete_mail_before(T + 1).await.expect("delete"), 1);
+    // Never delivered: deleted by age too, due or not.
+    store
+        .enqueue_mail(&text_mail("anna@example.org", "Due"), T + 50)
+        .await
+        .expect("enqueue");
+    assert_eq!(store.delete_mail_before(T + 50).await.expect("delete"), 0);
+    assert_eq!(store.delete_mail_before(T + 51).await.expect("delete"), 1);
+    assert_eq!(store.count_queued_mail().await.expect("count"), 0);
+}
+
+async fn concurrent_claims_never_share_a_mail(store: Arc<dyn Store>) {
+    for i in 0..20 {
+        store
+            .enqueue_mail(&text_mail("anna@example.org", &format!("Mail {i}")), T)
+            .await
+            .expect("enqueue");
+    }
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_mail(T, T + 60, 8).await.expect("claim") })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in claimers {
+        ids.extend(c.await.expect("task").into_iter().map(|m| m.id));
+    }
+    // Under contention a claim may come back short (rows taken by another are
+    // skipped); what is left goes to the next claim.
+    ids.extend(
+        store
+            .claim_mail(T, T + 60, 20)
+            .await
+            .expect("claim the rest")
+            .into_iter()
+            .map(|m| m.id),
+    );
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "a mail was claimed twice");
+    assert_eq!(total, 20, "every mail claimed by someone");
+}
+
+async fn a_link_and_its_mail_are_written_together(store: Arc<dyn Store>) {
+    use idp_core::link::{EmailLink, LinkPurpose};
+    use idp_core::secret::TokenHash;
+    let link = EmailLink {
+        token_hash: TokenHash::of("token-one"),
+        purpose: LinkPurpose::PasswordReset,
+        account_id: None,
+        payload: "{}".into(),
+        created_at: T,
+        expires_at: T + 3600,
+        used_at: None,
+    };
+    let mail = text_mail("anna@example.org", "Reimposta la password");
+    store.insert_link(&link, Some(&mail)).await.expect("link");
+    assert_eq!(store.count_queued_mail().await.expect("count"), 1);
+    // The same token again: the link is refused, and its mail is not queued either.
+    assert!(store.insert_link(&link, Some(&mail)).await.is_err());
+    assert_eq!(store.count_queued_mail().await.expect("count"), 1);
+    // Mail with attachments does not fit the queue: refused, not truncated.
+    let mut with_attachment = text_mail("anna@example.org", "Modulo");
+    with_attachment.attachments.push(Attachment {
+        filename: "modulo.pdf".into(),
+        content_type: "application/pdf".into(),
+        content: vec![1, 2, 3],
+    });
+    assert!(store.enqueue_mail(&with_attachment, T).await.is_err());
+}
+
 /// Runs each body on a fresh in-memory SQLite and on a throwaway PostgreSQL database.
 macro_rules! on_both_databases {
     ($($body:ident),* $(,)?) => {
@@ -284,4 +476,8 @@ on_both_databases!(
     sign_in_tells_the_outcomes_apart,
     the_outbox_keeps_mail_with_attachments,
     update_profile_changes_the_personal_email,
+    queued_mail_is_held_by_one_claim_at_a_time,
+    a_failed_mail_waits_for_its_retry_then_is_given_up,
+    concurrent_claims_never_share_a_mail,
+    a_link_and_its_mail_are_written_together,
 );

@@ -97,6 +97,7 @@ pub trait Store:
     + KeyStore
     + crate::grant::GrantStore
     + crate::link::LinkStore
+    + crate::mail_queue::MailQueueStore
     + crate::registration::ConsentStore
     + Send
     + Sync

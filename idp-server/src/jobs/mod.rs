@@ -1,5 +1,6 @@
-//! Background jobs: expiry and clean-up of what storage keeps past its use (grants,
-//! email links, audit events, signing keys). One job a
+//! Background jobs: the mail sender (`mail_delivery`, its own loop: see there), and
+//! expiry and clean-up of what storage keeps past its use (grants, email links, audit
+//! events, signing keys, undelivered mail). One job a
 //! file, each a single idempotent `DELETE … WHERE <older than>` statement, so that
 //! any number of instances can run them at the same moment without harm. To avoid
 //! the wasted work, each run first takes a lease in the shared cache
@@ -10,6 +11,8 @@
 pub mod audit_retention;
 pub mod grants;
 pub mod links;
+pub mod mail_delivery;
+pub mod mail_retention;
 pub mod signing_keys;
 
 use std::future::Future;
@@ -38,6 +41,7 @@ pub fn all() -> Vec<Job> {
         links::JOB,
         audit_retention::JOB,
         signing_keys::JOB,
+        mail_retention::JOB,
     ]
 }
 
@@ -48,15 +52,24 @@ pub struct Jobs {
 }
 
 impl Jobs {
+    /// Adds this instance's mail sender, stopped with the jobs.
+    pub fn deliver_mail(&mut self, state: &AppState) {
+        self.tasks
+            .spawn(mail_delivery::run(state.clone(), self.stop.subscribe()));
+    }
+
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
 }
 
-/// Starts every job on its own task: a first run soon after start, then one per period.
+/// Starts every job on its own task (a first run soon after start, then one per
+/// period) and the mail sender.
 pub fn spawn(state: &AppState) -> Jobs {
-    spawn_these(state, all())
+    let mut jobs = spawn_these(state, all());
+    jobs.deliver_mail(state);
+    jobs
 }
 
 pub fn spawn_these(state: &AppState, jobs: Vec<Job>) -> Jobs {

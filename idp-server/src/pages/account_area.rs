@@ -15,7 +15,7 @@ use idp_core::rate_limit::{MAIL_FORM_ADDRESS, MAIL_FORM_TARGET};
 use serde::Deserialize;
 
 use super::password_change::initials;
-use super::{ClientIp, Field, MessagePage, csrf, over_limit, send_mail, signed_in, urlencode};
+use super::{ClientIp, Field, MessagePage, csrf, mail, over_limit, signed_in, urlencode};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::page;
@@ -156,25 +156,26 @@ pub async fn email_post(
         p.error = Some(wait);
         return Ok((jar, page(&p)).into_response());
     }
-    let token = email_change::request(&*state.store, &account, &email).await?;
-    let url = format!(
-        "{}/area-riservata/email/conferma?token={}",
-        state.config.server.public_url,
-        urlencode(token.expose())
-    );
-    send_mail(
-        &state,
-        &email,
-        "Conferma il nuovo indirizzo email",
-        format!(
-            "Gentile {},\n\nper usare questo indirizzo come email personale dell'utenza {} apri \
-             questo link entro 24 ore:\n\n{url}\n\nSe non hai fatto tu la richiesta, ignora questo \
-             messaggio.\n",
-            account.full_name(),
-            account.username
-        ),
-    )
+    let public_url = &state.config.server.public_url;
+    email_change::request(&*state.store, &account, &email, |token| {
+        let url = format!(
+            "{public_url}/area-riservata/email/conferma?token={}",
+            urlencode(token.expose())
+        );
+        mail(
+            &email,
+            "Conferma il nuovo indirizzo email",
+            format!(
+                "Gentile {},\n\nper usare questo indirizzo come email personale dell'utenza {} apri \
+                 questo link entro 24 ore:\n\n{url}\n\nSe non hai fatto tu la richiesta, ignora questo \
+                 messaggio.\n",
+                account.full_name(),
+                account.username
+            ),
+        )
+    })
     .await?;
+    state.wake_mail_sender();
     tracing::info!(account = %account.id, "email change requested");
     state
         .audit(

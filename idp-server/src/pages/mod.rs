@@ -157,21 +157,30 @@ pub async fn end_other_sessions(
     Ok(())
 }
 
-pub async fn send_mail(
+/// A text mail to one address.
+pub fn mail(to: &Email, subject: &str, body: String) -> OutgoingMail {
+    OutgoingMail {
+        to: to.clone(),
+        subject: subject.to_string(),
+        body_text: body,
+        attachments: Vec::new(),
+    }
+}
+
+/// Queues a mail that goes with no state change (its own insert), then wakes the
+/// sender. Mail that announces a change is queued by the change's own transaction.
+pub async fn queue_mail(
     state: &AppState,
     to: &Email,
     subject: &str,
     body: String,
 ) -> idp_core::Result<()> {
     state
-        .mailer
-        .send(OutgoingMail {
-            to: to.clone(),
-            subject: subject.to_string(),
-            body_text: body,
-            attachments: Vec::new(),
-        })
-        .await
+        .store
+        .enqueue_mail(&mail(to, subject, body), idp_core::directory::now())
+        .await?;
+    state.wake_mail_sender();
+    Ok(())
 }
 
 /// Where to go after a sign-in: the parked authorization request, else home.

@@ -8,15 +8,18 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
+use idp_core::account::Email;
+use idp_core::directory::Account;
 use idp_core::password::Password;
 use idp_core::password_change::problems;
 use idp_core::password_reset::{self, MINISTRY_GUIDANCE_IT, Request};
 use idp_core::rate_limit::{MAIL_FORM_ADDRESS, MAIL_FORM_TARGET};
+use idp_core::secret::Secret;
 use serde::Deserialize;
 
 use super::password_change::{PasswordFields, PasswordForm};
 use super::{
-    ClientIp, Field, MessagePage, csrf, end_other_sessions, over_limit, send_mail, urlencode,
+    ClientIp, Field, MessagePage, csrf, end_other_sessions, mail, over_limit, queue_mail, urlencode,
 };
 use crate::error::AppError;
 use crate::state::AppState;
@@ -108,32 +111,34 @@ pub async fn request_post(
 }
 
 async fn send_reset(state: &AppState, username: &str) -> idp_core::Result<()> {
-    match password_reset::request(&state.directory, &*state.store, username).await? {
-        Request::Link { to, account, token } => {
-            let url = format!(
-                "{}/password-dimenticata/nuova?token={}",
-                state.config.server.public_url,
-                urlencode(token.expose())
-            );
-            tracing::info!(account = %account.id, "password reset link sent");
-            send_mail(
-                state,
-                &to,
-                "Reimposta la password",
-                format!(
-                    "Gentile {},\n\nabbiamo ricevuto una richiesta di reimpostare la password dell'utenza \
-                     {}. Per scegliere una nuova password apri questo link entro un'ora:\n\n{url}\n\n\
-                     Il link si può usare una sola volta. Se non hai fatto tu la richiesta, ignora questo \
-                     messaggio: la password attuale resta valida.\n",
-                    account.full_name(),
-                    account.username
-                ),
-            )
-            .await
+    let public_url = state.config.server.public_url.clone();
+    let reset_mail = move |to: &Email, account: &Account, token: &Secret| {
+        let url = format!(
+            "{public_url}/password-dimenticata/nuova?token={}",
+            urlencode(token.expose())
+        );
+        mail(
+            to,
+            "Reimposta la password",
+            format!(
+                "Gentile {},\n\nabbiamo ricevuto una richiesta di reimpostare la password dell'utenza \
+                 {}. Per scegliere una nuova password apri questo link entro un'ora:\n\n{url}\n\n\
+                 Il link si può usare una sola volta. Se non hai fatto tu la richiesta, ignora questo \
+                 messaggio: la password attuale resta valida.\n",
+                account.full_name(),
+                account.username
+            ),
+        )
+    };
+    match password_reset::request(&state.directory, &*state.store, username, &reset_mail).await? {
+        Request::Link { account, .. } => {
+            state.wake_mail_sender();
+            tracing::info!(account = %account.id, "password reset link queued");
+            Ok(())
         }
         Request::MinistryGuidance { to, account } => {
             tracing::info!(account = %account.id, "password reset refused: ministry account");
-            send_mail(
+            queue_mail(
                 state,
                 &to,
                 "Reimpostazione della password",

@@ -10,6 +10,8 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use idp_core::cache::{get_json, put_json};
+use idp_core::directory::Account;
+use idp_core::password::Password;
 use idp_core::rate_limit::{MAIL_FORM_ADDRESS, MAIL_FORM_TARGET, REGISTRATION_ADDRESS};
 use idp_core::registration::{
     ALREADY_REGISTERED_IT, Confirmation, Draft, FieldErrors, PRIVACY_VERSION, Step,
@@ -19,7 +21,7 @@ use idp_core::secret::{TokenHash, generate_token};
 use idp_core::security_check;
 use serde::Deserialize;
 
-use super::{ClientIp, Field, MessagePage, csrf, over_limit, send_mail, urlencode};
+use super::{ClientIp, Field, MessagePage, csrf, mail, over_limit, urlencode};
 use crate::error::AppError;
 use crate::oidc::session_cookie;
 use crate::state::AppState;
@@ -337,26 +339,27 @@ pub async fn post(
                     save(&state, &token, &draft).await?;
                     return render(&state, jar, draft, errors, Some(wait)).await;
                 } else {
-                    let link = idp_core::registration::submit(&*state.store, &application).await?;
-                    let url = format!(
-                        "{}/registrati/conferma?token={}",
-                        state.config.server.public_url,
-                        urlencode(link.expose())
-                    );
-                    send_mail(
-                        &state,
-                        &application.email,
-                        "Conferma la registrazione",
-                        format!(
-                            "Gentile {} {},\n\nper completare la registrazione ai servizi del Ministero \
-                             dell'Istruzione e del Merito apri questo link entro 24 ore:\n\n{url}\n\n\
-                             Il link si può usare una sola volta. Se non hai chiesto tu la registrazione, \
-                             ignora questo messaggio.\n",
-                            application.given_name, application.family_name
-                        ),
-                    )
+                    let public_url = &state.config.server.public_url;
+                    idp_core::registration::submit_and_mail(&*state.store, &application, |link| {
+                        let url = format!(
+                            "{public_url}/registrati/conferma?token={}",
+                            urlencode(link.expose())
+                        );
+                        mail(
+                            &application.email,
+                            "Conferma la registrazione",
+                            format!(
+                                "Gentile {} {},\n\nper completare la registrazione ai servizi del Ministero \
+                                 dell'Istruzione e del Merito apri questo link entro 24 ore:\n\n{url}\n\n\
+                                 Il link si può usare una sola volta. Se non hai chiesto tu la registrazione, \
+                                 ignora questo messaggio.\n",
+                                application.given_name, application.family_name
+                            ),
+                        )
+                    })
                     .await?;
-                    tracing::info!("registration submitted: confirmation link sent");
+                    state.wake_mail_sender();
+                    tracing::info!("registration submitted: confirmation link queued");
                     draft.step = Step::Done;
                 }
             }
@@ -422,42 +425,40 @@ pub async fn confirm_post(
         msg.error = Some(csrf::EXPIRED_IT.into());
         return Ok(page(&msg));
     }
+    let public_url = state.config.server.public_url.clone();
+    let credentials = move |account: &Account, temporary_password: &Password, expires_at: i64| {
+        let until = chrono::DateTime::from_timestamp(expires_at, 0)
+            .map(|d| d.format("%d/%m/%Y").to_string())
+            .unwrap_or_default();
+        account.reference_email().map(|to| {
+            mail(
+                to,
+                "Le tue credenziali di accesso",
+                format!(
+                    "Gentile {},\n\nla registrazione è completata. Queste sono le tue credenziali:\n\n\
+                     Username: {}\nPassword provvisoria: {}\n\n\
+                     La password provvisoria vale fino al {until}: al primo accesso ti verrà chiesto \
+                     di sceglierne una nuova.\n\nAccedi da {public_url}/login\n",
+                    account.full_name(),
+                    account.username,
+                    temporary_password.expose(),
+                ),
+            )
+        })
+    };
     let outcome = idp_core::registration::confirm(
         &state.directory,
         &*state.store,
         &*state.store,
         &f.token,
         state.config.passwords.temporary_validity_days,
+        &credentials,
     )
     .await?;
     match outcome {
-        Confirmation::Created {
-            account,
-            temporary_password,
-            expires_at,
-        } => {
-            let until = chrono::DateTime::from_timestamp(expires_at, 0)
-                .map(|d| d.format("%d/%m/%Y").to_string())
-                .unwrap_or_default();
-            if let Some(to) = account.reference_email() {
-                send_mail(
-                    &state,
-                    to,
-                    "Le tue credenziali di accesso",
-                    format!(
-                        "Gentile {},\n\nla registrazione è completata. Queste sono le tue credenziali:\n\n\
-                         Username: {}\nPassword provvisoria: {}\n\n\
-                         La password provvisoria vale fino al {until}: al primo accesso ti verrà chiesto \
-                         di sceglierne una nuova.\n\nAccedi da {}/login\n",
-                        account.full_name(),
-                        account.username,
-                        temporary_password.expose(),
-                        state.config.server.public_url,
-                    ),
-                )
-                .await?;
-            }
-            tracing::info!(account = %account.id, "registration confirmed");
+        Confirmation::Created { account, .. } => {
+            state.wake_mail_sender();
+            tracing::info!(account = %account.id, "registration confirmed; credentials mail queued");
             msg.title = "Registrazione completata";
             msg.paragraphs = vec![
                 "La registrazione è confermata. Ti abbiamo inviato un'email con lo username e una password provvisoria: al primo accesso ti verrà chiesto di cambiarla.".into(),

@@ -7,12 +7,14 @@ use super::SqlStore;
 use crate::Result;
 use crate::directory::Account;
 use crate::link::{EmailLink, LinkPurpose, LinkStore};
+use crate::mail::OutgoingMail;
 use crate::registration::{Consent, ConsentStore};
 use crate::secret::TokenHash;
 
 #[async_trait]
 impl LinkStore for SqlStore {
-    async fn insert_link(&self, l: &EmailLink) -> Result<()> {
+    async fn insert_link(&self, l: &EmailLink, mail: Option<&OutgoingMail>) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO email_links (token_hash, purpose, account_id, payload, created_at, \
              expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -24,8 +26,12 @@ impl LinkStore for SqlStore {
         .bind(l.created_at)
         .bind(l.expires_at)
         .bind(l.used_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        if let Some(mail) = mail {
+            super::mail_queue::enqueue_in(&mut tx, mail, l.created_at).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -106,6 +112,7 @@ impl ConsentStore for SqlStore {
         now: i64,
         account: &Account,
         consents: &[Consent],
+        mail: Option<&OutgoingMail>,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         let consumed = sqlx::query(
@@ -136,6 +143,9 @@ impl ConsentStore for SqlStore {
             .bind(consent.accepted_at)
             .execute(&mut *tx)
             .await?;
+        }
+        if let Some(mail) = mail {
+            super::mail_queue::enqueue_in(&mut tx, mail, now).await?;
         }
         tx.commit().await?;
         Ok(true)

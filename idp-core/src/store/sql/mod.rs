@@ -8,6 +8,7 @@ mod enablements;
 mod grants;
 mod keys;
 mod links;
+mod mail_queue;
 mod roles;
 
 use std::str::FromStr;
