@@ -33,11 +33,15 @@ use crate::state::AppState;
 
 /// The whole application as one router.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
+    // What answers from memory only (no store behind it) needs no request deadline,
+    // and the busiest of them (discovery, JWKS) are spared its timer.
+    let from_memory = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))
         .route("/assets/{*path}", get(web::serve_asset))
+        .merge(oidc::routes_from_memory());
+    let mut app = Router::new()
+        .route("/readyz", get(health::readyz))
         .route("/", get(oidc::login::home))
         .merge(oidc::routes())
         .merge(pages::routes())
@@ -48,7 +52,12 @@ pub fn router(state: AppState) -> Router {
             .route("/dev/outbox.json", get(dev_outbox::list_json))
             .route("/dev/outbox/{id}/{index}", get(dev_outbox::attachment));
     }
-    app.fallback(|| async { error::AppError::not_found() })
+    app.layer(axum::middleware::from_fn_with_state(
+        std::time::Duration::from_secs(state.config.server.request_timeout_secs),
+        web::deadline,
+    ))
+    .merge(from_memory)
+    .fallback(|| async { error::AppError::not_found() })
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
@@ -71,10 +80,6 @@ pub fn router(state: AppState) -> Router {
         .layer(tower::util::option_layer(tls::hsts(
             state.config.server.tls.as_ref(),
         )))
-        .layer(axum::middleware::from_fn_with_state(
-            std::time::Duration::from_secs(state.config.server.request_timeout_secs),
-            web::deadline,
-        ))
         .layer(TraceLayer::new_for_http())
         // `Router::layer` wraps each route (and the fallback) after matching, so the
         // middleware sees the matched route pattern.

@@ -20,13 +20,19 @@ use idp_core::oidc::OAuthError;
 
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
+/// Discovery and the JWKS: answered from memory (pre-serialised bytes), never from a
+/// store, so they need no request deadline.
+pub fn routes_from_memory() -> Router<AppState> {
     Router::new()
         .route(
             "/.well-known/openid-configuration",
             get(discovery::configuration),
         )
         .route("/jwks", get(discovery::jwks))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/authorize", get(authorize::get).post(authorize::post))
         .route("/authorize/resume", get(authorize::resume))
         .route("/login", get(login::page_get).post(login::submit))
