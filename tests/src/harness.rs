@@ -449,6 +449,50 @@ impl Browser {
         }
     }
 
+    /// GETs `url` and follows every redirect, across the IdP and the services.
+    pub async fn visit(&self, url: &str) -> Page {
+        let mut url = url::Url::parse(url).expect("url");
+        for _ in 0..15 {
+            let r = self.http.get(url.clone()).send().await.expect("GET");
+            let status = r.status().as_u16();
+            if let Some(loc) = r.headers().get("location") {
+                url = url
+                    .join(loc.to_str().expect("location"))
+                    .expect("redirect URL");
+                continue;
+            }
+            let body = r.text().await.expect("body");
+            return Page {
+                url: url.to_string(),
+                status,
+                body,
+            };
+        }
+        panic!("too many redirects, last at {url}");
+    }
+
+    /// POSTs a form and follows every redirect like `visit`.
+    pub async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Page {
+        let r = self.http.post(url).form(fields).send().await.expect("POST");
+        match r.headers().get("location") {
+            Some(loc) => {
+                let next = url::Url::parse(url)
+                    .expect("url")
+                    .join(loc.to_str().expect("location"))
+                    .expect("redirect URL");
+                self.visit(next.as_str()).await
+            }
+            None => {
+                let status = r.status().as_u16();
+                Page {
+                    url: url.into(),
+                    status,
+                    body: r.text().await.expect("body"),
+                }
+            }
+        }
+    }
+
     /// Fills the login page currently shown and submits it.
     pub async fn sign_in(
         &self,

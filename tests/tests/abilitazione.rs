@@ -99,49 +99,11 @@ fn seed(service: Service, base: &str) -> ClientSeed {
 }
 
 async fn visit(browser: &Browser, url: &str) -> Page {
-    let mut url = url::Url::parse(url).expect("url");
-    for _ in 0..15 {
-        let r = browser.http.get(url.clone()).send().await.expect("GET");
-        let status = r.status().as_u16();
-        if let Some(loc) = r.headers().get("location") {
-            url = url.join(loc.to_str().expect("location")).expect("redirect");
-            continue;
-        }
-        let body = r.text().await.expect("body");
-        return Page {
-            url: url.to_string(),
-            status,
-            body,
-        };
-    }
-    panic!("too many redirects, last at {url}");
+    browser.visit(url).await
 }
 
 async fn post(browser: &Browser, url: &str, fields: &[(&str, &str)]) -> Page {
-    let r = browser
-        .http
-        .post(url)
-        .form(fields)
-        .send()
-        .await
-        .expect("POST");
-    match r.headers().get("location") {
-        Some(loc) => {
-            let next = url::Url::parse(url)
-                .expect("url")
-                .join(loc.to_str().expect("location"))
-                .expect("redirect");
-            visit(browser, next.as_str()).await
-        }
-        None => {
-            let status = r.status().as_u16();
-            Page {
-                url: url.into(),
-                status,
-                body: r.text().await.expect("body"),
-            }
-        }
-    }
+    browser.post_form(url, fields).await
 }
 
 /// GETs without following redirects; returns the Location.

@@ -77,54 +77,12 @@ fn seed(service: Service, base: &str) -> ClientSeed {
     }
 }
 
-/// GETs `url` and follows every redirect, across the IdP and the services.
 async fn visit(browser: &Browser, url: &str) -> Page {
-    let mut url = url::Url::parse(url).expect("url");
-    for _ in 0..15 {
-        let r = browser.http.get(url.clone()).send().await.expect("GET");
-        let status = r.status().as_u16();
-        if let Some(loc) = r.headers().get("location") {
-            url = url
-                .join(loc.to_str().expect("location"))
-                .expect("redirect URL");
-            continue;
-        }
-        let body = r.text().await.expect("body");
-        return Page {
-            url: url.to_string(),
-            status,
-            body,
-        };
-    }
-    panic!("too many redirects, last at {url}");
+    browser.visit(url).await
 }
 
-/// POSTs a form and follows every redirect like `visit`.
 async fn post(browser: &Browser, url: &str, fields: &[(&str, &str)]) -> Page {
-    let r = browser
-        .http
-        .post(url)
-        .form(fields)
-        .send()
-        .await
-        .expect("POST");
-    match r.headers().get("location") {
-        Some(loc) => {
-            let next = url::Url::parse(url)
-                .expect("url")
-                .join(loc.to_str().expect("location"))
-                .expect("redirect URL");
-            visit(browser, next.as_str()).await
-        }
-        None => {
-            let status = r.status().as_u16();
-            Page {
-                url: url.into(),
-                status,
-                body: r.text().await.expect("body"),
-            }
-        }
-    }
+    browser.post_form(url, fields).await
 }
 
 fn signed_in(page: &Page) -> bool {
