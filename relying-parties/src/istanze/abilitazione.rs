@@ -124,10 +124,6 @@ fn no_visit(ist: &Istanze, session: Option<&Session>) -> Response {
     )
 }
 
-fn csrf_ok(session: &Session, csrf: &str) -> bool {
-    !csrf.is_empty() && session.csrf == csrf
-}
-
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct EnrolmentForm {
     #[serde(default)]
@@ -438,7 +434,7 @@ pub async fn confirm(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&session, &form.csrf) {
+    if !session.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     let form = form.trimmed();
@@ -563,7 +559,7 @@ pub async fn accept(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&session, &form.csrf) {
+    if !session.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     let e = match ist.store.enrolment(&visit.sub).await {
@@ -595,7 +591,7 @@ pub async fn leave(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Some((id, session)) = session_of(&ist, &jar)
-        && csrf_ok(&session, &form.csrf)
+        && session.csrf_matches(&form.csrf)
     {
         ist.rp.sessions().update(&id, |s| s.enrolment = None);
     }
@@ -622,7 +618,7 @@ pub async fn check_cpt(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&session, &form.csrf) {
+    if !session.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     let e = match ist.store.enrolment(&visit.sub).await {

@@ -121,7 +121,7 @@ pub async fn change(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if form.csrf.is_empty() || form.csrf != s.csrf {
+    if !s.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     let mut errors = Errors::default();
@@ -180,7 +180,7 @@ pub async fn resend_cpt(
     let Some((_, s)) = session_of(&ist, &jar) else {
         return Redirect::to("/accedi").into_response();
     };
-    if form.csrf.is_empty() || form.csrf != s.csrf {
+    if !s.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     if let Some(visit) = &s.enrolment {
@@ -263,7 +263,7 @@ pub async fn recover(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if form.csrf.is_empty() || form.csrf != s.csrf {
+    if !s.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     if e.recovery_locked == 1 {
@@ -376,7 +376,7 @@ pub async fn contacts(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if form.csrf.is_empty() || form.csrf != s.csrf {
+    if !s.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     e.mobile_phone = form.mobile_phone.trim().into();
@@ -482,7 +482,7 @@ pub async fn application(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if form.csrf.is_empty() || form.csrf != s.csrf {
+    if !s.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     if e.code_is_temporary == 1 {

@@ -147,7 +147,7 @@ pub async fn recognise(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if form.csrf.is_empty() || form.csrf != session.csrf {
+    if !session.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     let fiscal_code = form.fiscal_code.trim().to_uppercase();

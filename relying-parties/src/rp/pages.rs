@@ -234,7 +234,7 @@ async fn sign_out(State(rp): State<Rp>, jar: CookieJar, Form(form): Form<SignOut
     let Some((id, session)) = current_session(&rp, &jar) else {
         return Redirect::to("/").into_response();
     };
-    if session.csrf != form.csrf {
+    if !session.csrf_matches(&form.csrf) {
         return (StatusCode::FORBIDDEN, "Richiesta non valida").into_response();
     }
     rp.sessions().remove(&id);

@@ -58,6 +58,11 @@ pub struct SignedIn {
 }
 
 impl Session {
+    /// Whether a form's CSRF token is this session's (an empty one never is).
+    pub fn csrf_matches(&self, sent: &str) -> bool {
+        !sent.is_empty() && self.csrf == sent
+    }
+
     fn new(at: i64) -> Session {
         Session {
             csrf: random_token(),
