@@ -85,6 +85,14 @@ pub struct DatabaseConfig {
     pub url: String,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// How long a query waits for a free connection (or a new one) before it fails
+    /// and the request gets the 503 page or JSON.
+    #[serde(default = "default_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+}
+
+fn default_acquire_timeout_ms() -> u64 {
+    5_000
 }
 
 impl DatabaseConfig {
@@ -121,6 +129,13 @@ pub struct CacheConfig {
     /// Namespace for every key, so deployments can share one Redis.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// How long connecting to Redis, and each Redis call, may take before it fails.
+    #[serde(default = "default_cache_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_cache_timeout_ms() -> u64 {
+    2_000
 }
 
 fn default_prefix() -> String {
@@ -133,6 +148,7 @@ impl Default for CacheConfig {
             kind: CacheKind::Memory,
             redis_url: None,
             prefix: default_prefix(),
+            timeout_ms: default_cache_timeout_ms(),
         }
     }
 }
@@ -625,6 +641,7 @@ impl Config {
             database: DatabaseConfig {
                 url: format!("sqlite://{}/demo.db", data_dir.display()),
                 max_connections: 8,
+                acquire_timeout_ms: default_acquire_timeout_ms(),
             },
             cache: CacheConfig::default(),
             mail: MailConfig::default(),
@@ -658,6 +675,14 @@ impl Config {
             return Err(ConfigError(
                 "server.public_url: must be an http(s) URL without a trailing slash".into(),
             ));
+        }
+        if !(1..=600_000).contains(&self.database.acquire_timeout_ms) {
+            return Err(ConfigError(
+                "database.acquire_timeout_ms: must be 1 to 600000".into(),
+            ));
+        }
+        if !(1..=600_000).contains(&self.cache.timeout_ms) {
+            return Err(ConfigError("cache.timeout_ms: must be 1 to 600000".into()));
         }
         if !(1..=600).contains(&self.server.request_timeout_secs) {
             return Err(ConfigError(
@@ -778,6 +803,29 @@ mod tests {
         assert_eq!(c.mail.kind, MailKind::Outbox);
         assert_eq!(c.passwords.hash.memory_kib, 19456);
         assert!(!c.server.dev_pages);
+    }
+
+    #[test]
+    fn store_and_cache_timeouts_default_and_are_checked() {
+        let c = load_str(MINIMAL).expect("minimal config loads");
+        assert_eq!(c.database.acquire_timeout_ms, 5_000);
+        assert_eq!(c.cache.timeout_ms, 2_000);
+        let set = MINIMAL.replace(
+            "url = \"sqlite::memory:\"",
+            "url = \"sqlite::memory:\"\nacquire_timeout_ms = 750\n[cache]\ntimeout_ms = 300",
+        );
+        let c = load_str(&set).expect("timeouts load");
+        assert_eq!(c.database.acquire_timeout_ms, 750);
+        assert_eq!(c.cache.timeout_ms, 300);
+        let zero = MINIMAL.replace(
+            "url = \"sqlite::memory:\"",
+            "url = \"sqlite::memory:\"\nacquire_timeout_ms = 0",
+        );
+        let e = load_str(&zero).expect_err("zero acquire timeout");
+        assert!(e.to_string().contains("database.acquire_timeout_ms"), "{e}");
+        let zero = format!("{MINIMAL}\n[cache]\ntimeout_ms = 0\n");
+        let e = load_str(&zero).expect_err("zero cache timeout");
+        assert!(e.to_string().contains("cache.timeout_ms"), "{e}");
     }
 
     #[test]

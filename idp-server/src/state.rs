@@ -74,18 +74,26 @@ impl AppState {
         config: Config,
         delivery: impl FnOnce(Arc<dyn Mailer>) -> Arc<dyn Mailer>,
     ) -> anyhow::Result<AppState> {
-        let sql = SqlStore::connect(&config.database.url, config.database.max_connections)
-            .await
-            .with_context(|| "database: cannot connect".to_string())?;
+        let sql = SqlStore::connect_with(
+            &config.database.url,
+            config.database.max_connections,
+            Duration::from_millis(config.database.acquire_timeout_ms),
+        )
+        .await
+        .with_context(|| "database: cannot connect".to_string())?;
         sql.migrate().await.context("database: migrations failed")?;
         let store: Arc<dyn Store> = Arc::new(sql.clone());
         let (cache, redis): (Arc<dyn Cache>, Option<RedisCache>) = match config.cache.kind {
             CacheKind::Memory => (Arc::new(MemoryCache::new()), None),
             CacheKind::Redis => {
                 let url = config.cache.redis_url.as_deref().unwrap_or_default();
-                let redis = RedisCache::connect(url, &config.cache.prefix)
-                    .await
-                    .context("cache: cannot connect to Redis")?;
+                let redis = RedisCache::connect_with(
+                    url,
+                    &config.cache.prefix,
+                    Duration::from_millis(config.cache.timeout_ms),
+                )
+                .await
+                .context("cache: cannot connect to Redis")?;
                 (Arc::new(redis.clone()), Some(redis))
             }
         };

@@ -341,3 +341,60 @@ async fn a_stalled_database_is_bounded_by_the_request_deadline() {
     idp.stop().await;
     database.drop_now().await;
 }
+
+/// A Redis that stops answering without closing its connections holds a request no
+/// longer than `cache.timeout_ms`, far inside the request deadline: the API answers the
+/// JSON 503 at once, and serves again by itself when Redis answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_is_bounded_by_the_cache_timeout() {
+    let database = TestDatabase::create().await;
+    let upstream = url::Url::parse(&redis_url())
+        .expect("Redis URL")
+        .port()
+        .unwrap_or(6379);
+    let proxy = StallingProxy::start(upstream);
+    let stores = Stores {
+        database_url: database.url.clone(),
+        redis_url: format!("redis://127.0.0.1:{}", proxy.port),
+        prefix: format!("idp-test-{}:", unique_suffix()),
+    };
+    let idp = TestIdp::start_on(stores, vec![flows::client()], |c| {
+        c.server.request_timeout_secs = 30;
+        c.cache.timeout_ms = 300;
+    })
+    .await;
+    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let browser = Browser::new();
+    let (code, verifier) = flows::sign_in_for_code(&idp, &browser, "anna.bianchi", PASSWORD).await;
+    let tokens = flows::exchange(&idp, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().expect("access token");
+    assert_eq!(userinfo(&idp, access).await.0, 200);
+
+    proxy.stall();
+
+    // Userinfo checks the token's revocation marks in Redis on every request.
+    let started = Instant::now();
+    let (status, body) = userinfo(&idp, access).await;
+    assert_unavailable_json(status, &body, "GET /userinfo on a stalled Redis");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a 300 ms cache timeout took {:?} (the request deadline is 30 s)",
+        started.elapsed()
+    );
+
+    proxy.resume();
+    let start = Instant::now();
+    loop {
+        let (status, body) = userinfo(&idp, access).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "userinfo did not recover: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    idp.stop().await;
+    database.drop_now().await;
+}

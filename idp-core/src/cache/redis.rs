@@ -11,6 +11,9 @@ use redis::aio::ConnectionManager;
 use super::Cache;
 use crate::{CoreError, Result};
 
+/// How long a Redis call may take unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct RedisCache {
     connection: ConnectionManager,
@@ -19,10 +22,16 @@ pub struct RedisCache {
 
 impl RedisCache {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        RedisCache::connect_with(url, prefix, DEFAULT_TIMEOUT).await
+    }
+
+    /// Like `connect`, with `timeout` for connecting and for each answer: past it a
+    /// cache call fails (and the request gets its 503) instead of waiting.
+    pub async fn connect_with(url: &str, prefix: &str, timeout: Duration) -> Result<Self> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
         let connection = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self {

@@ -51,6 +51,9 @@ impl DatabaseKind {
     }
 }
 
+/// How long a query waits for a connection unless configured otherwise.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: AnyPool,
@@ -62,6 +65,17 @@ impl SqlStore {
     /// created when missing; `sqlite::memory:` keeps one connection alive so the
     /// database lives as long as the store.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        SqlStore::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// Like `connect`, waiting at most `acquire_timeout` for a free connection (or a
+    /// new one) before a query fails: the bound on how long a request waits when every
+    /// connection is busy or the database does not answer.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let kind = DatabaseKind::of_url(url)?;
         let mut url = url.to_string();
@@ -89,7 +103,7 @@ impl SqlStore {
         // connection that broke (database restarted) fails its query and is dropped;
         // `/readyz` reports the database meanwhile.
         let mut pool = AnyPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(acquire_timeout)
             .test_before_acquire(false);
         pool = match (kind, memory) {
             (DatabaseKind::Sqlite, true) => pool
