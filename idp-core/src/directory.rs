@@ -1,12 +1,16 @@
 //! The account directory: the `Account` entity, creating accounts with a unique
 //! `nome.cognome` username, password sign-in (with transparent re-hashing when the
-//! argon2 parameters change) and password changes under the policy.
+//! argon2 parameters change) and password changes under the policy. Profile changes go
+//! through here so that `/userinfo`'s copy of the account (see [`AccountClaimsCache`])
+//! is dropped at once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 
 use crate::account::{AccountId, AccountKind, AccountStatus, Email, Username};
+use crate::claims_cache::AccountClaimsCache;
 use crate::fiscal_code::{FiscalCode, Sex};
 use crate::password::{
     Password, PasswordHash, PasswordHasher, PasswordPolicy, PolicyContext, PolicyViolation,
@@ -91,15 +95,34 @@ pub struct Directory {
     store: Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
     policy: PasswordPolicy,
+    claims: AccountClaimsCache,
 }
 
 impl Directory {
+    /// A directory whose [`Directory::claims`] reads the store every time; see
+    /// [`Directory::with_claims_fresh_for`].
     pub fn new(store: Arc<dyn Store>, hasher: Arc<PasswordHasher>, policy: PasswordPolicy) -> Self {
+        let claims = AccountClaimsCache::new(store.clone(), Duration::ZERO);
         Self {
             store,
             hasher,
             policy,
+            claims,
         }
+    }
+
+    /// Serves [`Directory::claims`] from memory for `fresh_for` (`[tokens]
+    /// userinfo_cache_secs`): the longest a change made by another process takes to
+    /// reach `/userinfo`.
+    pub fn with_claims_fresh_for(mut self, fresh_for: Duration) -> Self {
+        self.claims = AccountClaimsCache::new(self.store.clone(), fresh_for);
+        self
+    }
+
+    /// Accounts with their roles as `/userinfo` answers them, kept for a few seconds;
+    /// the changes made through this directory drop an account's entry at once.
+    pub fn claims(&self) -> &AccountClaimsCache {
+        &self.claims
     }
 
     pub fn policy(&self) -> &PasswordPolicy {
@@ -257,6 +280,14 @@ impl Directory {
                 }
             })
             .await?)
+    }
+
+    /// Saves the profile fields (names, birth data, emails, kind, status); `/userinfo`
+    /// shows the change at once.
+    pub async fn update_profile(&self, account: &Account) -> Result<()> {
+        self.store.update_profile(account).await?;
+        self.claims.invalidate(&account.id);
+        Ok(())
     }
 
     /// Sets a password the person chose (after the policy check).

@@ -60,6 +60,6 @@ pub async fn confirm(
         return Ok(Err(LinkState::Unknown));
     };
     account.personal_email = Some(payload.email.clone());
-    directory.store().update_profile(&account).await?;
+    directory.update_profile(&account).await?;
     Ok(Ok((account, payload.email)))
 }

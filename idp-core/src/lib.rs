@@ -5,6 +5,7 @@
 pub mod account;
 pub mod audit;
 pub mod cache;
+pub mod claims_cache;
 pub mod client;
 pub mod directory;
 pub mod email_change;

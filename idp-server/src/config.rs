@@ -736,6 +736,11 @@ impl Config {
             .hash
             .validate()
             .map_err(|e| ConfigError(format!("passwords.hash: {e}")))?;
+        if self.tokens.userinfo_cache_secs > 300 {
+            return Err(ConfigError(
+                "tokens.userinfo_cache_secs: must be 0 to 300 (the staleness of /userinfo)".into(),
+            ));
+        }
         if self.keys.reload_interval_secs == 0 {
             return Err(ConfigError(
                 "keys.reload_interval_secs: must be at least 1".into(),

@@ -105,7 +105,8 @@ impl AppState {
         let metrics = Metrics::new();
         let mailer: Arc<dyn Mailer> = Arc::new(CountingMailer::new(mailer, metrics.clone()));
         let hasher = Arc::new(PasswordHasher::new(config.passwords.hash)?);
-        let directory = Directory::new(store.clone(), hasher, config.passwords.policy.clone());
+        let directory = Directory::new(store.clone(), hasher, config.passwords.policy.clone())
+            .with_claims_fresh_for(Duration::from_secs(config.tokens.userinfo_cache_secs));
         let key_store: Arc<dyn KeyStore> = Arc::new(sql.clone());
         let keys = KeyRing::load(key_store, config.keys.settings())
             .await

@@ -301,6 +301,8 @@ async fn a_stalled_database_is_bounded_by_the_request_deadline() {
     };
     let idp = TestIdp::start_on(stores, vec![flows::client()], |c| {
         c.server.request_timeout_secs = 2;
+        // Userinfo must reach the database, not answer from its copy of the account.
+        c.tokens.userinfo_cache_secs = 0;
     })
     .await;
     idp.account("Anna", "Bianchi", PASSWORD).await;

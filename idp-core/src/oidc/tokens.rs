@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::{OAuthError, account_claims, half_hash, has_scope, pkce_matches};
 use crate::account::AccountId;
 use crate::cache::{Cache, put_json, take_json};
+use crate::claims_cache::AccountClaimsCache;
 use crate::client::{Client, GrantType};
 use crate::directory::{Account, now};
 use crate::grant::{Grant, Rotated, Rotation};
@@ -32,6 +33,9 @@ pub struct TokenSettings {
     pub code_ttl_secs: i64,
     /// Longest a grant (and so a refresh-token family) lives.
     pub grant_ttl_secs: i64,
+    /// How long `/userinfo` serves an account from memory: the longest a change made by
+    /// another process (admin CLI, another instance) takes to show there. 0: no cache.
+    pub userinfo_cache_secs: u64,
 }
 
 impl Default for TokenSettings {
@@ -42,6 +46,7 @@ impl Default for TokenSettings {
             refresh_token_ttl_secs: 8 * 3600,
             code_ttl_secs: 60,
             grant_ttl_secs: 30 * 24 * 3600,
+            userinfo_cache_secs: 5,
         }
     }
 }
@@ -561,24 +566,26 @@ impl TokenService {
         Ok(crate::enablement::claim(service, found.as_ref()))
     }
 
-    /// The userinfo document; `service` is the asking client's, for its enablement.
+    /// The userinfo document; `service` is the asking client's, for its enablement. The
+    /// account comes from `accounts` (kept for a few seconds, see
+    /// [`crate::claims_cache`]); the enablement is read every time.
     pub async fn userinfo(
         &self,
         claims: &AccessClaims,
         service: Option<&str>,
+        accounts: &AccountClaimsCache,
     ) -> Result<Value, OAuthError> {
         if !has_scope(&claims.scope, "openid") {
             return Err(OAuthError::invalid_token(
                 "the access token was not issued with the openid scope",
             ));
         }
-        let (account, roles) = self
-            .store
-            .account_with_roles(&AccountId::from_string(claims.sub.clone()))
+        let found = accounts
+            .get(&AccountId::from_string(claims.sub.clone()))
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the account no longer exists"))?;
-        let mut out = account_claims(&account, &claims.scope);
-        add_roles(&mut out, roles, &claims.scope);
+        let mut out = account_claims(&found.account, &claims.scope);
+        add_roles(&mut out, found.roles.clone(), &claims.scope);
         if let Some(service) = service {
             out.insert(
                 "enablement".into(),

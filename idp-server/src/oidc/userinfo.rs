@@ -45,7 +45,10 @@ async fn answer(state: &AppState, token: Option<String>) -> Response {
                 .and_then(|c| c.service.clone()),
             Err(_) => None,
         };
-        state.tokens.userinfo(&claims, service.as_deref()).await
+        state
+            .tokens
+            .userinfo(&claims, service.as_deref(), state.directory.claims())
+            .await
     }
     .await;
     match result {
