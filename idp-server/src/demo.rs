@@ -88,7 +88,7 @@ impl DemoService {
     /// The service as a `[[clients]]` seed: its redirect, post-logout and back-channel
     /// URIs, and for Istanze OnLine the service whose enablement the IdP reports.
     pub fn client_seed(&self) -> anyhow::Result<crate::admin::clients::ClientSeed> {
-        use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
+        use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId, GrantType};
         let base = self.base_url();
         Ok(crate::admin::clients::ClientSeed {
             id: ClientId::parse(self.id)?,
@@ -103,6 +103,7 @@ impl DemoService {
             jwks_file: None,
             service: (self.id == "istanze-online").then(|| self.id.to_string()),
             enablement_uri: (self.id == "istanze-online").then(|| format!("{base}/abilitazione")),
+            access_token_format: AccessTokenFormat::Jwt,
         })
     }
 

@@ -3,7 +3,7 @@
 //! test takes apart (the whole flow is in `crate::registration`).
 
 use base64::Engine as _;
-use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use serde_json::Value;
 use sha2::Digest as _;
@@ -30,6 +30,7 @@ pub fn client() -> ClientSeed {
         jwks_file: None,
         service: None,
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, Page, TestIdp, hidden};
 use idp_tests::registration::{self, Person};
@@ -95,6 +95,7 @@ fn seed(service: Service, base: &str) -> ClientSeed {
         enablement_uri: service
             .needs_enablement()
             .then(|| format!("{base}/abilitazione")),
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use idp_core::CoreError;
 use idp_core::cache::MemoryCache;
 use idp_core::client::{
-    Client, ClientAuthError, ClientAuthMethod, ClientId, ClientRegistry, GrantType, NewClient,
-    PresentedCredentials, authenticate_client,
+    AccessTokenFormat, Client, ClientAuthError, ClientAuthMethod, ClientId, ClientRegistry,
+    GrantType, NewClient, PresentedCredentials, authenticate_client,
 };
 use idp_core::store::Store;
 use idp_core::store::sql::SqlStore;
@@ -29,6 +29,7 @@ fn istanze_online() -> NewClient {
         jwks: None,
         service: Some("istanze-online".into()),
         enablement_uri: Some("https://istanze.example.it/abilitazione".into()),
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 
@@ -48,6 +49,7 @@ fn keyed_back_office() -> NewClient {
         }]})),
         service: None,
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Opaque,
     }
 }
 
@@ -75,6 +77,7 @@ async fn clients_read_back_as_they_were_written(store: Arc<dyn Store>) {
     changed.backchannel_logout_uri = None;
     changed.service = None;
     changed.enablement_uri = None;
+    changed.access_token_format = AccessTokenFormat::Opaque;
     store.update_client(&changed).await.expect("update");
     assert_eq!(
         store.client_by_id(&istanze.id).await.expect("read"),

@@ -2,7 +2,7 @@
 //! `PUT /enablements/{service}/{sub}` authorised per client, resume, and the
 //! `enablement` claim. On both backends.
 
-use idp_core::client::{ClientAuthMethod, ClientId as IdpClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId as IdpClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, TestIdp, query_param};
 use serde_json::{Value, json};
@@ -26,6 +26,7 @@ fn client(id: &str, service: Option<&str>) -> ClientSeed {
         jwks_file: None,
         service: service.map(str::to_string),
         enablement_uri: service.map(|_| ENABLEMENT.to_string()),
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

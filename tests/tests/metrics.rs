@@ -2,7 +2,7 @@
 //! the Prometheus exposition counts each of them, and requests by matched route.
 
 use idp_core::account::Email;
-use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId, GrantType};
 use idp_core::mail::OutgoingMail;
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, TestIdp};
@@ -24,6 +24,7 @@ fn backend_client() -> ClientSeed {
         jwks_file: None,
         service: None,
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

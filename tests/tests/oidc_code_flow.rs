@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Form;
 use axum::routing::post;
-use idp_core::client::{ClientAuthMethod, ClientId as IdpClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId as IdpClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, TestIdp, query_param};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
@@ -40,6 +40,7 @@ fn seed(id: &str, backchannel: Option<String>) -> ClientSeed {
         jwks_file: None,
         service: None,
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

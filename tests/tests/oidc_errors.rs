@@ -1,7 +1,7 @@
 //! What the provider refuses, each with its exact error: the protocol's error codes
 //! and descriptions, on both backends.
 
-use idp_core::client::{ClientAuthMethod, ClientId as IdpClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId as IdpClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, TestIdp, query_param};
 use serde_json::Value;
@@ -27,6 +27,7 @@ fn confidential(id: &str) -> ClientSeed {
         jwks_file: None,
         service: None,
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

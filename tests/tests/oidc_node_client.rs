@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, TestIdp};
 
@@ -49,6 +49,7 @@ fn seed(backchannel: String) -> ClientSeed {
         jwks_file: None,
         service: None,
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

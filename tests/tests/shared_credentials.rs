@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use idp_core::account::{AccountKind, Email, Username};
-use idp_core::client::{ClientAuthMethod, ClientId as IdpClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId as IdpClientId, GrantType};
 use idp_core::directory::NewAccount;
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, Page, TestIdp, hidden, query_param};
@@ -35,6 +35,7 @@ fn client() -> ClientSeed {
         jwks_file: None,
         service: None,
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use idp_core::client::{ClientAuthMethod, ClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, Page, TestIdp, hidden};
 use relying_parties::{BoundRp, Service};
@@ -74,6 +74,7 @@ fn seed(service: Service, base: &str) -> ClientSeed {
         jwks_file: None,
         service: service.needs_enablement().then(|| service.id().to_string()),
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

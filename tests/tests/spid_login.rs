@@ -3,7 +3,7 @@
 //! (started in-process by the harness, signing real Responses), back to the ACS and
 //! on to the client; then single logout. On both backends.
 
-use idp_core::client::{ClientAuthMethod, ClientId as IdpClientId, GrantType};
+use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId as IdpClientId, GrantType};
 use idp_core::oidc::{ACR_PASSWORD, ACR_SPID_L2};
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, Page, TestIdp, query_param};
@@ -33,6 +33,7 @@ fn client(id: &str, service: Option<&str>) -> ClientSeed {
         jwks_file: None,
         service: service.map(str::to_string),
         enablement_uri: service.map(|_| ENABLEMENT.to_string()),
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 

@@ -188,6 +188,53 @@ impl FromStr for GrantType {
     }
 }
 
+/// What the access tokens issued to a client are. A JWT (RFC 9068) can be checked by
+/// a resource server on its own with the JWKS; an opaque token is a random reference
+/// that only the IdP resolves (introspection, userinfo), so it reveals nothing and
+/// needs no signature, at the price of a cache entry per token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessTokenFormat {
+    #[default]
+    Jwt,
+    Opaque,
+}
+
+impl AccessTokenFormat {
+    pub const ALL: [AccessTokenFormat; 2] = [AccessTokenFormat::Jwt, AccessTokenFormat::Opaque];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessTokenFormat::Jwt => "jwt",
+            AccessTokenFormat::Opaque => "opaque",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str() == value)
+            .ok_or_else(|| {
+                CoreError::Invalid(format!(
+                    "access_token_format: unknown {value:?} (jwt or opaque)"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for AccessTokenFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for AccessTokenFormat {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
 /// A registered client. Only the hash of its secret is kept: the secret itself is shown
 /// once, at registration.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +254,8 @@ pub struct Client {
     pub service: Option<String>,
     /// Where the IdP sends the browser for the enablement step.
     pub enablement_uri: Option<String>,
+    /// What its access tokens are (every grant: code, refresh, client credentials).
+    pub access_token_format: AccessTokenFormat,
     pub created_at: i64,
 }
 
@@ -223,6 +272,7 @@ pub struct NewClient {
     pub jwks: Option<serde_json::Value>,
     pub service: Option<String>,
     pub enablement_uri: Option<String>,
+    pub access_token_format: AccessTokenFormat,
 }
 
 impl Client {
@@ -270,6 +320,7 @@ impl Client {
             jwks: new.jwks,
             service: new.service,
             enablement_uri: new.enablement_uri,
+            access_token_format: new.access_token_format,
             created_at: now(),
         }
     }

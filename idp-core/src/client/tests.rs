@@ -27,6 +27,7 @@ fn new_client(id: &str, method: ClientAuthMethod) -> NewClient {
         jwks: None,
         service: Some("istanze-online".into()),
         enablement_uri: Some("https://istanze.example.it/abilitazione".into()),
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 
@@ -76,6 +77,38 @@ fn methods_and_grants_have_their_oauth_names() {
     );
     assert!(ClientAuthMethod::parse("client_secret_jwt").is_err());
     assert!(GrantType::parse("password").is_err());
+}
+
+#[test]
+fn an_access_token_format_is_jwt_unless_opaque_is_asked() {
+    for f in AccessTokenFormat::ALL {
+        assert_eq!(AccessTokenFormat::parse(f.as_str()).expect("parses"), f);
+        assert_eq!(
+            f.to_string().parse::<AccessTokenFormat>().expect("parses"),
+            f
+        );
+    }
+    assert_eq!(AccessTokenFormat::default(), AccessTokenFormat::Jwt);
+    assert_eq!(
+        serde_json::from_str::<AccessTokenFormat>("\"opaque\"").expect("json"),
+        AccessTokenFormat::Opaque
+    );
+    assert_eq!(
+        serde_json::to_string(&AccessTokenFormat::Jwt).expect("json"),
+        "\"jwt\""
+    );
+    for bad in ["JWT", "reference", "", "opaque "] {
+        match AccessTokenFormat::parse(bad) {
+            Err(CoreError::Invalid(message)) => {
+                assert!(
+                    message.starts_with("access_token_format: unknown"),
+                    "{message}"
+                )
+            }
+            other => panic!("{bad:?} accepted: {other:?}"),
+        }
+    }
+    assert!(serde_json::from_str::<AccessTokenFormat>("\"Opaque\"").is_err());
 }
 
 // --- registration -----------------------------------------------------------------
@@ -331,6 +364,7 @@ async fn a_client_reads_back_as_it_was_written() {
     let mut changed = client.clone();
     changed.name = "Istanze OnLine (nuovo)".into();
     changed.grant_types = vec![GrantType::AuthorizationCode];
+    changed.access_token_format = AccessTokenFormat::Opaque;
     store.update_client(&changed).await.expect("update");
     assert_eq!(
         store.client_by_id(&client.id).await.expect("read"),

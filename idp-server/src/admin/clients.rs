@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use idp_core::CoreError;
-use idp_core::client::{Client, ClientAuthMethod, ClientId, ClientRegistry, GrantType, NewClient};
+use idp_core::client::{
+    AccessTokenFormat, Client, ClientAuthMethod, ClientId, ClientRegistry, GrantType, NewClient,
+};
 use idp_core::secret::Secret;
 use idp_core::store::ClientStore;
 use idp_core::store::sql::SqlStore;
@@ -41,6 +43,16 @@ pub enum ClientCommand {
         id: String,
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Change a registered client (only the options given); running servers see the
+    /// change within 30 seconds.
+    Update {
+        /// The client_id.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        changes: UpdateArgs,
     },
     /// Delete a client: it can no longer authenticate, sign people in or refresh tokens.
     Remove {
@@ -90,6 +102,21 @@ pub struct AddArgs {
     /// Where the browser goes for the service's enablement step.
     #[arg(long, value_name = "URI")]
     pub enablement_uri: Option<String>,
+    /// jwt (signed, RFC 9068) or opaque (a reference only the IdP resolves).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format, default_value = "jwt")]
+    pub access_token_format: AccessTokenFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// jwt (signed, RFC 9068) or opaque (a reference only the IdP resolves); applies to
+    /// the tokens issued from then on.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    pub access_token_format: Option<AccessTokenFormat>,
+}
+
+fn parse_format(value: &str) -> Result<AccessTokenFormat, String> {
+    AccessTokenFormat::parse(value).map_err(|e| e.to_string())
 }
 
 fn parse_grant(value: &str) -> Result<GrantType, String> {
@@ -110,6 +137,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Add { config, .. }
         | ClientCommand::List { config }
         | ClientCommand::Show { config, .. }
+        | ClientCommand::Update { config, .. }
         | ClientCommand::Remove { config, .. } => config.config.clone(),
     };
     let config = Config::load(&path)?;
@@ -135,16 +163,19 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
 /// The audit record of a command that changes a client (recorded once it succeeded).
 fn audit_event(command: &ClientCommand) -> Option<idp_core::audit::AuditEvent> {
     use idp_core::audit::{AuditEvent, AuditKind};
+    let mut detail = serde_json::json!({ "via": "cli" });
     let (kind, id) = match command {
         ClientCommand::Add { client, .. } => (AuditKind::ClientAdded, client.id.clone()),
+        ClientCommand::Update { id, changes, .. } => {
+            if let Some(format) = changes.access_token_format {
+                detail["access_token_format"] = format.as_str().into();
+            }
+            (AuditKind::ClientUpdated, id.clone())
+        }
         ClientCommand::Remove { id, .. } => (AuditKind::ClientRemoved, id.clone()),
         ClientCommand::List { .. } | ClientCommand::Show { .. } => return None,
     };
-    Some(
-        AuditEvent::new(kind)
-            .client(id)
-            .detail(serde_json::json!({ "via": "cli" })),
-    )
+    Some(AuditEvent::new(kind).client(id).detail(detail))
 }
 
 /// The commands over any client store, writing to `out` (the tests read it).
@@ -157,6 +188,7 @@ pub async fn execute(
         ClientCommand::Add { client, .. } => add(store, *client, out).await,
         ClientCommand::List { .. } => list(store, out).await,
         ClientCommand::Show { id, .. } => show(store, &id, out).await,
+        ClientCommand::Update { id, changes, .. } => update(store, &id, changes, out).await,
         ClientCommand::Remove { id, .. } => remove(store, &id, out).await,
     }
 }
@@ -178,6 +210,7 @@ async fn add(store: &dyn ClientStore, args: AddArgs, out: &mut dyn Write) -> any
         jwks,
         service: args.service,
         enablement_uri: args.enablement_uri,
+        access_token_format: args.access_token_format,
     };
     let (client, secret) = Client::register(new).map_err(refusal)?;
     match store.insert_client(&client).await {
@@ -225,6 +258,32 @@ async fn show(store: &dyn ClientStore, id: &str, out: &mut dyn Write) -> anyhow:
         .client_by_id(&id)
         .await?
         .with_context(|| format!("client {id}: not registered"))?;
+    Ok(describe(&client, out)?)
+}
+
+async fn update(
+    store: &dyn ClientStore,
+    id: &str,
+    changes: UpdateArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let id = ClientId::parse(id)?;
+    let Some(format) = changes.access_token_format else {
+        anyhow::bail!("nothing to change: give --access-token-format");
+    };
+    let mut client = store
+        .client_by_id(&id)
+        .await?
+        .with_context(|| format!("client {id}: not registered"))?;
+    client.access_token_format = format;
+    match store.update_client(&client).await {
+        Err(CoreError::NotFound(_)) => anyhow::bail!("client {id}: not registered"),
+        other => other?,
+    }
+    writeln!(
+        out,
+        "client {id} updated (running servers use the change within {SEEN_WITHIN}):"
+    )?;
     Ok(describe(&client, out)?)
 }
 
@@ -293,6 +352,11 @@ fn describe(c: &Client, out: &mut dyn Write) -> std::io::Result<()> {
         "  enablement_uri             {}",
         opt(&c.enablement_uri)
     )?;
+    writeln!(
+        out,
+        "  access_token_format        {}",
+        c.access_token_format
+    )?;
     writeln!(out, "  created_at                 {created}")?;
     Ok(())
 }
@@ -349,6 +413,9 @@ pub struct ClientSeed {
     pub service: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enablement_uri: Option<String>,
+    /// "jwt" (default) or "opaque".
+    #[serde(default)]
+    pub access_token_format: AccessTokenFormat,
 }
 
 fn default_auth_method() -> ClientAuthMethod {
@@ -370,6 +437,7 @@ impl fmt::Debug for ClientSeed {
             .field("jwks_file", &self.jwks_file)
             .field("service", &self.service)
             .field("enablement_uri", &self.enablement_uri)
+            .field("access_token_format", &self.access_token_format)
             .finish()
     }
 }
@@ -394,6 +462,7 @@ impl ClientSeed {
             jwks,
             service: self.service.clone(),
             enablement_uri: self.enablement_uri.clone(),
+            access_token_format: self.access_token_format,
         };
         match (&self.secret, self.auth_method.uses_secret()) {
             (Some(secret), _) => {

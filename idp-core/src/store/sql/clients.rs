@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{SqlStore, corrupt};
-use crate::client::{Client, ClientAuthMethod, ClientId, GrantType};
+use crate::client::{AccessTokenFormat, Client, ClientAuthMethod, ClientId, GrantType};
 use crate::directory::now;
 use crate::secret::TokenHash;
 use crate::store::ClientStore;
@@ -14,7 +14,7 @@ use crate::{CoreError, Result};
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, auth_method, redirect_uris, \
      post_logout_redirect_uris, backchannel_logout_uri, grant_types, jwks, service, \
-     enablement_uri, created_at";
+     enablement_uri, access_token_format, created_at";
 
 fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| CoreError::Invalid(format!("client field: {e}")))
@@ -49,6 +49,10 @@ fn client_from_row(row: &AnyRow) -> Result<Client> {
         jwks,
         service: row.try_get("service")?,
         enablement_uri: row.try_get("enablement_uri")?,
+        access_token_format: AccessTokenFormat::parse(
+            &row.try_get::<String, _>("access_token_format")?,
+        )
+        .map_err(|e| corrupt("access token format", e))?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -80,8 +84,8 @@ impl ClientStore for SqlStore {
         sqlx::query(
             "INSERT INTO clients (id, name, secret_hash, auth_method, redirect_uris, \
              post_logout_redirect_uris, backchannel_logout_uri, grant_types, jwks, service, \
-             enablement_uri, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             enablement_uri, access_token_format, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(c.id.as_str())
         .bind(&c.name)
@@ -94,6 +98,7 @@ impl ClientStore for SqlStore {
         .bind(cols.jwks)
         .bind(c.service.clone())
         .bind(c.enablement_uri.clone())
+        .bind(c.access_token_format.as_str())
         .bind(c.created_at)
         .bind(now())
         .execute(&self.pool)
@@ -137,7 +142,7 @@ impl ClientStore for SqlStore {
             "UPDATE clients SET name = $2, secret_hash = $3, auth_method = $4, \
              redirect_uris = $5, post_logout_redirect_uris = $6, backchannel_logout_uri = $7, \
              grant_types = $8, jwks = $9, service = $10, enablement_uri = $11, \
-             updated_at = $12 WHERE id = $1",
+             access_token_format = $12, updated_at = $13 WHERE id = $1",
         )
         .bind(c.id.as_str())
         .bind(&c.name)
@@ -150,6 +155,7 @@ impl ClientStore for SqlStore {
         .bind(cols.jwks)
         .bind(c.service.clone())
         .bind(c.enablement_uri.clone())
+        .bind(c.access_token_format.as_str())
         .bind(now())
         .execute(&self.pool)
         .await?;

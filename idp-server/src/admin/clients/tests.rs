@@ -206,6 +206,98 @@ async fn list_show_and_remove() {
 }
 
 #[tokio::test]
+async fn an_administrator_chooses_opaque_access_tokens_at_registration_or_later() {
+    let store = store().await;
+    let out = run_on(
+        &store,
+        &[
+            "add",
+            "--id",
+            "batch",
+            "--name",
+            "Back office",
+            "--grant-type",
+            "client_credentials",
+            "--access-token-format",
+            "opaque",
+        ],
+    )
+    .await
+    .expect("add");
+    assert!(out.contains("access_token_format        opaque"), "{out}");
+    assert_eq!(format_of(&store, "batch").await, AccessTokenFormat::Opaque);
+
+    let out = run_on(&store, &["update", "batch", "--access-token-format", "jwt"])
+        .await
+        .expect("update");
+    assert!(out.starts_with("client batch updated"), "{out}");
+    assert!(out.contains("access_token_format        jwt"), "{out}");
+    assert_eq!(format_of(&store, "batch").await, AccessTokenFormat::Jwt);
+
+    let e = run_on(&store, &["update", "batch"])
+        .await
+        .expect_err("nothing to change");
+    assert_eq!(
+        e.to_string(),
+        "nothing to change: give --access-token-format"
+    );
+    let e = run_on(
+        &store,
+        &["update", "gone", "--access-token-format", "opaque"],
+    )
+    .await
+    .expect_err("unknown client");
+    assert_eq!(e.to_string(), "client gone: not registered");
+    for bad in [
+        &[
+            "add",
+            "--id",
+            "x",
+            "--name",
+            "X",
+            "--access-token-format",
+            "reference",
+        ][..],
+        &["update", "batch", "--access-token-format", "JWT"][..],
+    ] {
+        let mut argv = vec!["client"];
+        argv.extend_from_slice(bad);
+        argv.extend_from_slice(&["--config", "x"]);
+        let e = Cli::try_parse_from(argv).err().expect("refused");
+        assert!(
+            e.to_string().contains("access_token_format: unknown"),
+            "{e}"
+        );
+    }
+
+    // Without the option, a client gets JWTs.
+    run_on(
+        &store,
+        &[
+            "add",
+            "--id",
+            "plain",
+            "--name",
+            "Plain",
+            "--grant-type",
+            "client_credentials",
+        ],
+    )
+    .await
+    .expect("add");
+    assert_eq!(format_of(&store, "plain").await, AccessTokenFormat::Jwt);
+}
+
+async fn format_of(store: &SqlStore, id: &str) -> AccessTokenFormat {
+    store
+        .client_by_id(&ClientId::parse(id).expect("id"))
+        .await
+        .expect("read")
+        .expect("stored")
+        .access_token_format
+}
+
+#[tokio::test]
 async fn a_private_key_jwt_client_is_added_from_a_jwks_file() {
     let store = store().await;
     let dir = std::env::temp_dir().join(format!("idp-admin-clients-{}", std::process::id()));
@@ -256,6 +348,7 @@ fn seed(id: &str, secret: Option<&str>) -> ClientSeed {
         jwks_file: None,
         service: None,
         enablement_uri: None,
+        access_token_format: AccessTokenFormat::Jwt,
     }
 }
 
@@ -347,6 +440,7 @@ fn clients_are_read_from_the_configuration_file() {
             auth_method = "private_key_jwt"
             grant_types = ["client_credentials"]
             jwks = { keys = [{ kty = "EC", crv = "P-256", kid = "k1", x = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" }] }
+            access_token_format = "opaque"
             "#,
         )?;
         let c = Config::load(Path::new("idp.toml")).map_err(|e| e.to_string())?;
@@ -357,8 +451,11 @@ fn clients_are_read_from_the_configuration_file() {
         );
         assert_eq!(c.clients[0].grant_types, default_grant_types());
         assert_eq!(c.clients[1].grant_types, vec![GrantType::ClientCredentials]);
+        assert_eq!(c.clients[0].access_token_format, AccessTokenFormat::Jwt);
+        assert_eq!(c.clients[1].access_token_format, AccessTokenFormat::Opaque);
         let client = c.clients[1].client().map_err(|e| e.to_string())?;
         assert_eq!(client.jwk_set().map(|s| s.keys.len()), Some(1));
+        assert_eq!(client.access_token_format, AccessTokenFormat::Opaque);
         assert!(!format!("{c:?}").contains("dev-secret-istanze"));
 
         // A registration rule broken in the file stops the start, naming the entry.
@@ -399,6 +496,24 @@ fn clients_are_read_from_the_configuration_file() {
         )?;
         let e = Config::load(Path::new("typo.toml")).expect_err("unknown method");
         assert!(e.to_string().contains("auth_method"), "{e}");
+        jail.create_file(
+            "format.toml",
+            r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            public_url = "https://iam.example.it"
+            [database]
+            url = "sqlite::memory:"
+            [[clients]]
+            id = "rp"
+            name = "RP"
+            secret = "s"
+            grant_types = ["client_credentials"]
+            access_token_format = "reference"
+            "#,
+        )?;
+        let e = Config::load(Path::new("format.toml")).expect_err("unknown format");
+        assert!(e.to_string().contains("access_token_format"), "{e}");
         Ok(())
     });
 }
