@@ -23,12 +23,28 @@ struct Entry {
     expires_at: Instant,
 }
 
-#[derive(Default)]
 pub struct MemoryCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
+}
+
+struct Entries {
+    map: HashMap<String, Entry>,
+    /// The size past which the next sweep runs.
+    sweep_above: usize,
 }
 
 const SWEEP_ABOVE: usize = 10_000;
+
+impl Default for MemoryCache {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(Entries {
+                map: HashMap::new(),
+                sweep_above: SWEEP_ABOVE,
+            }),
+        }
+    }
+}
 
 impl MemoryCache {
     pub fn new() -> Self {
@@ -36,16 +52,19 @@ impl MemoryCache {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Entry>, Instant) -> R) -> Result<R> {
-        let mut map = self
+        let mut entries = self
             .entries
             .lock()
             .map_err(|_| CoreError::Cache("in-process cache lock poisoned".into()))?;
         let now = Instant::now();
         // Expired entries are dropped when met, and swept in bulk once the map grows.
-        if map.len() > SWEEP_ABOVE {
-            map.retain(|_, e| e.expires_at > now);
+        // The next sweep waits until the map has doubled again, so that many live
+        // entries (opaque access tokens, for one) do not make every call a full scan.
+        if entries.map.len() > entries.sweep_above {
+            entries.map.retain(|_, e| e.expires_at > now);
+            entries.sweep_above = SWEEP_ABOVE.max(2 * entries.map.len());
         }
-        Ok(f(&mut map, now))
+        Ok(f(&mut entries.map, now))
     }
 }
 
@@ -202,5 +221,51 @@ impl Cache for MemoryCache {
 
     async fn ping(&self) -> Result<()> {
         self.with(|_, _| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(cache: &MemoryCache) -> (usize, usize) {
+        let entries = cache.entries.lock().expect("lock");
+        (entries.map.len(), entries.sweep_above)
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_swept_and_live_ones_do_not_make_every_call_a_scan() {
+        let cache = MemoryCache::new();
+        let short = Duration::from_millis(20);
+        for i in 0..SWEEP_ABOVE {
+            cache
+                .put(&format!("old:{i}"), b"1", short)
+                .await
+                .expect("put");
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Past the threshold, the next call sweeps what expired.
+        let long = Duration::from_secs(600);
+        cache.put("live:first", b"1", long).await.expect("put");
+        cache.put("live:second", b"1", long).await.expect("put");
+        assert_eq!(size(&cache).0, 2, "the expired entries are swept");
+
+        // Live entries past the threshold: one sweep, then the threshold doubles, so
+        // the next calls find nothing to sweep and do not scan.
+        for i in 0..=SWEEP_ABOVE {
+            cache
+                .put(&format!("live:{i}"), b"1", long)
+                .await
+                .expect("put");
+        }
+        let (len, above) = size(&cache);
+        assert!(len > SWEEP_ABOVE);
+        assert_eq!(
+            above,
+            2 * (SWEEP_ABOVE + 1),
+            "the threshold follows the live size"
+        );
+        assert!(cache.any_exists(&["live:0"]).await.expect("exists"));
+        assert_eq!(size(&cache).1, above);
     }
 }
