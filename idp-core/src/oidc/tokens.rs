@@ -1,9 +1,10 @@
 //! The token service: authorization codes (single use, in the cache), grants and
-//! rotating refresh tokens (durable, in storage), signed JWT access tokens (RFC 9068)
-//! and ID tokens, introspection (RFC 7662) and revocation (RFC 7009), and the
-//! back-channel logout token. Revocation is visible at once on every instance: revoked
-//! grants and access-token ids are marked in the shared cache for as long as a token
-//! they cover could live.
+//! rotating refresh tokens (durable, in storage), access tokens (signed JWTs per RFC
+//! 9068, or opaque references whose claims live in the cache, as the client chose) and
+//! ID tokens, introspection (RFC 7662) and revocation (RFC 7009), and the back-channel
+//! logout token. Revocation is visible at once on every instance: revoked grants and
+//! access-token ids are marked in the shared cache for as long as a token they cover
+//! could live.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +15,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::{OAuthError, account_claims, half_hash, has_scope, pkce_matches};
 use crate::account::AccountId;
-use crate::cache::{Cache, put_json, take_json};
+use crate::cache::{Cache, get_json, put_json, take_json};
 use crate::claims_cache::AccountClaimsCache;
-use crate::client::{Client, GrantType};
+use crate::client::{AccessTokenFormat, Client, GrantType};
 use crate::directory::{Account, now};
 use crate::grant::{Grant, Rotated, Rotation};
 use crate::keys::{KeyRing, TokenError, VerifyOptions};
@@ -69,7 +70,7 @@ pub struct CodeRecord {
     pub grant_id: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -81,7 +82,23 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// The claims of our access tokens (RFC 9068 plus `gid`, the grant).
+/// The tokens are bearer credentials: `Debug` shows that they are there, not what they are.
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |t: &Option<String>| t.as_ref().map(|_| "***");
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"***")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("id_token", &hidden(&self.id_token))
+            .field("refresh_token", &hidden(&self.refresh_token))
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The claims of our access tokens (RFC 9068 plus `gid`, the grant): signed into a JWT,
+/// or stored in the cache under the hash of an opaque token.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
@@ -111,6 +128,7 @@ pub struct TokenService {
     store: Arc<dyn Store>,
     cache: Arc<dyn Cache>,
     verified: Arc<VerifiedTokens>,
+    resolved: Arc<ResolvedTokens>,
 }
 
 /// How many verified access tokens are remembered (each a few hundred bytes).
@@ -136,6 +154,43 @@ impl VerifiedTokens {
             tokens: quick_cache::sync::Cache::new(VERIFIED_TOKENS_CAPACITY),
         }
     }
+}
+
+/// Opaque access tokens this instance has read from the cache, by the SHA-256 of the
+/// token, so that presenting the same token again costs one cache round trip (the
+/// revocation marks) instead of two. Claims never change once issued; an entry is used
+/// only before the token's `exp`, and revocation is checked on every request, in the
+/// shared cache (revoking an opaque token sets its `jti` mark as well as deleting it).
+struct ResolvedTokens {
+    tokens: quick_cache::sync::Cache<[u8; 32], Arc<AccessClaims>>,
+}
+
+impl ResolvedTokens {
+    fn new() -> Self {
+        Self {
+            tokens: quick_cache::sync::Cache::new(VERIFIED_TOKENS_CAPACITY),
+        }
+    }
+}
+
+/// A compact JWS has three dot-separated parts; our opaque tokens are base64url, which
+/// has no dot.
+fn is_jwt(token: &str) -> bool {
+    token.contains('.')
+}
+
+/// The shape of [`generate_token`]: 43 base64url characters. Anything else cannot be one
+/// of our opaque tokens, and is refused without a cache lookup.
+fn is_opaque_shaped(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Where an opaque access token's claims are kept: under the hash, never the token.
+fn opaque_token_key(hash: &TokenHash) -> String {
+    format!("access-token:{}", hash.as_str())
 }
 
 fn code_key(code: &str) -> String {
@@ -170,6 +225,7 @@ impl TokenService {
             store,
             cache,
             verified: Arc::new(VerifiedTokens::new()),
+            resolved: Arc::new(ResolvedTokens::new()),
         }
     }
 
@@ -389,8 +445,9 @@ impl TokenService {
         account: Option<Box<(Account, Vec<String>)>>,
     ) -> Result<TokenResponse, OAuthError> {
         let at = now();
-        let access_token =
-            self.sign_access_token(&grant.account_id, client, &grant.scope, Some(grant))?;
+        let access_token = self
+            .access_token(&grant.account_id, client, &grant.scope, Some(grant))
+            .await?;
         let id_token = if has_scope(&grant.scope, "openid") {
             let (account, roles) = match account {
                 Some(read) => *read,
@@ -450,15 +507,41 @@ impl TokenService {
         })
     }
 
-    fn sign_access_token(
+    /// An access token in the client's format: a signed JWT, or an opaque token whose
+    /// claims are stored in the cache (one write, for the token's lifetime).
+    async fn access_token(
         &self,
         sub: &str,
         client: &Client,
         scope: &str,
         grant: Option<&Grant>,
     ) -> Result<String, OAuthError> {
+        let claims = self.access_claims(sub, client, scope, grant);
+        match client.access_token_format {
+            AccessTokenFormat::Jwt => Ok(self.keys.sign(&claims, Some("at+jwt"), None)?),
+            AccessTokenFormat::Opaque => {
+                let token = generate_token();
+                put_json(
+                    &*self.cache,
+                    &opaque_token_key(&token.hash()),
+                    &claims,
+                    secs(self.settings.access_token_ttl_secs),
+                )
+                .await?;
+                Ok(token.expose().to_string())
+            }
+        }
+    }
+
+    fn access_claims(
+        &self,
+        sub: &str,
+        client: &Client,
+        scope: &str,
+        grant: Option<&Grant>,
+    ) -> AccessClaims {
         let at = now();
-        let claims = AccessClaims {
+        AccessClaims {
             iss: self.issuer.clone(),
             sub: sub.to_string(),
             aud: client.id.as_str().to_string(),
@@ -471,12 +554,11 @@ impl TokenService {
             acr: grant.map(|g| g.acr.clone()),
             sid: grant.and_then(|g| g.sid.clone()),
             gid: grant.map(|g| g.id.clone()),
-        };
-        Ok(self.keys.sign(&claims, Some("at+jwt"), None)?)
+        }
     }
 
     /// The `client_credentials` grant: a token about the client itself.
-    pub fn client_credentials(
+    pub async fn client_credentials(
         &self,
         client: &Client,
         scope: Option<&str>,
@@ -493,7 +575,9 @@ impl TokenService {
             .filter(|s| !super::SCOPES_SUPPORTED.contains(s))
             .collect::<Vec<_>>()
             .join(" ");
-        let access_token = self.sign_access_token(client.id.as_str(), client, &scope, None)?;
+        let access_token = self
+            .access_token(client.id.as_str(), client, &scope, None)
+            .await?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -504,11 +588,18 @@ impl TokenService {
         })
     }
 
-    /// Verifies an access token: signature, issuer, type, expiry, and not revoked. The
-    /// signature and claims checks of a token seen before are remembered until its
-    /// `exp`; the revocation checks run every time.
+    /// Verifies an access token, not revoked and unexpired: a JWT by its signature,
+    /// issuer, type and expiry; an opaque token by its entry in the cache. What was
+    /// verified or read before is remembered until the token's `exp`; the revocation
+    /// checks run every time.
     pub async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
-        let claims = self.verified_access_claims(token)?;
+        let claims = if is_jwt(token) {
+            self.verified_access_claims(token)?
+        } else {
+            self.opaque_access_claims(token).await?.ok_or_else(|| {
+                OAuthError::invalid_token("the access token is unknown or expired")
+            })?
+        };
         // Both revocation marks in one cache round trip.
         let jti_key = revoked_jti_key(&claims.jti);
         let grant_key = claims.gid.as_deref().map(revoked_grant_key);
@@ -558,6 +649,35 @@ impl TokenService {
             }),
         );
         Ok(claims)
+    }
+
+    /// The claims of an unexpired opaque access token, from memory when the same token
+    /// was read before; `None` when the cache holds no such token (never issued,
+    /// expired, or revoked by its client).
+    async fn opaque_access_claims(&self, token: &str) -> Result<Option<Arc<AccessClaims>>> {
+        if !is_opaque_shaped(token) {
+            return Ok(None);
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(known) = self.resolved.tokens.get(&digest) {
+            if known.exp >= now() {
+                return Ok(Some(known));
+            }
+            self.resolved.tokens.remove(&digest);
+            return Ok(None);
+        }
+        let key = opaque_token_key(&TokenHash::from_hex(hex::encode(digest)));
+        let Some(claims) = get_json::<AccessClaims>(&*self.cache, &key).await? else {
+            return Ok(None);
+        };
+        // The cache entry lives as long as the token; exp is checked to the second, as
+        // for a JWT (leeway 0).
+        if claims.exp < now() {
+            return Ok(None);
+        }
+        let claims = Arc::new(claims);
+        self.resolved.tokens.insert(digest, Arc::clone(&claims));
+        Ok(Some(claims))
     }
 
     /// The `enablement` claim of an account for a service.
@@ -655,7 +775,24 @@ impl TokenService {
     /// RFC 7009. Unknown or foreign tokens are answered like revoked ones (200), so
     /// the endpoint reveals nothing.
     pub async fn revoke(&self, client: &Client, token: &str, hint: Option<&str>) -> Result<()> {
-        if hint != Some("refresh_token") {
+        if hint != Some("refresh_token")
+            && !is_jwt(token)
+            && let Some(c) = self.opaque_access_claims(token).await?
+        {
+            if c.client_id == client.id.as_str() {
+                // The mark first: it is what every instance checks, including those that
+                // remember the token's claims; then the entry goes.
+                let left = (c.exp - now()).max(1);
+                self.cache
+                    .put(&revoked_jti_key(&c.jti), b"1", secs(left))
+                    .await?;
+                self.cache
+                    .delete(&opaque_token_key(&TokenHash::of(token)))
+                    .await?;
+            }
+            return Ok(());
+        }
+        if hint != Some("refresh_token") && is_jwt(token) {
             let options = VerifyOptions {
                 issuer: self.issuer.clone(),
                 audience: None,
@@ -757,3 +894,6 @@ impl From<CoreError> for Box<OAuthError> {
         Box::new(e.into())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -127,9 +127,12 @@ pub async fn token(
             }
             Err(e) => Err(e),
         },
-        Some("client_credentials") => state
-            .tokens
-            .client_credentials(&client, form.scope.as_deref()),
+        Some("client_credentials") => {
+            state
+                .tokens
+                .client_credentials(&client, form.scope.as_deref())
+                .await
+        }
         Some(other) => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {other} is not supported"
         ))),

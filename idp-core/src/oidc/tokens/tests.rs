@@ -1,0 +1,330 @@
+//! Opaque access tokens in the token service: issued as random references whose claims
+//! are one cache entry under the token's hash, resolved with as few cache round trips
+//! as a JWT once seen, revoked by their own client only, and killed with their grant.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::cache::MemoryCache;
+use crate::client::{ClientAuthMethod, ClientId, NewClient};
+use crate::keys::{KeySettings, SigningAlgorithm};
+use crate::store::sql::SqlStore;
+
+const ISSUER: &str = "https://iam.example.it";
+
+/// A memory cache that counts the calls that would be Redis round trips.
+#[derive(Default)]
+struct CountingCache {
+    inner: MemoryCache,
+    gets: AtomicUsize,
+    puts: AtomicUsize,
+    exists: AtomicUsize,
+}
+
+impl CountingCache {
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.gets.load(Ordering::SeqCst),
+            self.puts.load(Ordering::SeqCst),
+            self.exists.load(Ordering::SeqCst),
+        )
+    }
+}
+
+#[async_trait]
+impl Cache for CountingCache {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn any_exists(&self, keys: &[&str]) -> Result<bool> {
+        self.exists.fetch_add(1, Ordering::SeqCst);
+        self.inner.any_exists(keys).await
+    }
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put(key, value, ttl).await
+    }
+    async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_if_absent(key, value, ttl).await
+    }
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.take(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn increment(&self, key: &str, window: Duration) -> Result<u64> {
+        self.inner.increment(key, window).await
+    }
+    async fn time_to_live(&self, key: &str) -> Result<Option<Duration>> {
+        self.inner.time_to_live(key).await
+    }
+    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        self.inner.set_add(key, member, ttl).await
+    }
+    async fn set_remove(&self, key: &str, member: &str) -> Result<()> {
+        self.inner.set_remove(key, member).await
+    }
+    async fn set_members(&self, key: &str) -> Result<Vec<String>> {
+        self.inner.set_members(key).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+async fn service() -> (TokenService, Arc<CountingCache>) {
+    let store = SqlStore::connect("sqlite::memory:", 1)
+        .await
+        .expect("sqlite");
+    store.migrate().await.expect("migrations");
+    let store: Arc<SqlStore> = Arc::new(store);
+    let keys = KeyRing::load(
+        store.clone(),
+        KeySettings {
+            algorithms: vec![SigningAlgorithm::Es256],
+            ..KeySettings::default()
+        },
+    )
+    .await
+    .expect("keys");
+    let cache = Arc::new(CountingCache::default());
+    let tokens = TokenService::new(
+        ISSUER.into(),
+        TokenSettings::default(),
+        keys,
+        store,
+        cache.clone(),
+    );
+    (tokens, cache)
+}
+
+fn client(id: &str, format: AccessTokenFormat) -> Client {
+    let new = NewClient {
+        id: ClientId::parse(id).expect("id"),
+        name: "Back office".into(),
+        auth_method: ClientAuthMethod::ClientSecretBasic,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
+        grant_types: vec![GrantType::ClientCredentials],
+        jwks: None,
+        service: None,
+        enablement_uri: None,
+        access_token_format: format,
+    };
+    Client::register(new).expect("registers").0
+}
+
+fn grant_for(client: &Client) -> Grant {
+    let at = now();
+    Grant {
+        id: "grant-1".into(),
+        account_id: "account-1".into(),
+        client_id: client.id.to_string(),
+        scope: "openid profile".into(),
+        sid: Some("sid-1".into()),
+        auth_time: at - 10,
+        acr: super::super::ACR_PASSWORD.into(),
+        amr: vec!["pwd".into()],
+        created_at: at,
+        expires_at: at + 3600,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn an_opaque_client_gets_a_random_reference_stored_once_under_its_hash() {
+    let (tokens, cache) = service().await;
+    let back_office = client("back-office", AccessTokenFormat::Opaque);
+    let response = tokens
+        .client_credentials(&back_office, Some("api"))
+        .await
+        .expect("issued");
+    let token = response.access_token.clone();
+    assert_eq!(token.len(), 43, "{token}");
+    assert!(is_opaque_shaped(&token) && !is_jwt(&token));
+    assert_eq!(cache.counts(), (0, 1, 0), "one cache write, nothing else");
+    // Stored under the hash, never the token itself.
+    assert!(
+        cache
+            .inner
+            .get(&format!("access-token:{token}"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let stored: AccessClaims = get_json(&cache.inner, &opaque_token_key(&TokenHash::of(&token)))
+        .await
+        .expect("get")
+        .expect("stored under the hash");
+    assert_eq!(stored.client_id, "back-office");
+    assert_eq!(stored.sub, "back-office");
+    assert_eq!(stored.scope, "api");
+    assert_eq!(stored.iss, ISSUER);
+    assert!(stored.gid.is_none());
+    assert!(!format!("{response:?}").contains(&token), "{response:?}");
+
+    // A JWT client still gets a JWT, and writes nothing to the cache.
+    let jwt_client = client("jwt-client", AccessTokenFormat::Jwt);
+    let jwt = tokens
+        .client_credentials(&jwt_client, None)
+        .await
+        .expect("issued")
+        .access_token;
+    assert_eq!(jwt.split('.').count(), 3);
+    assert_eq!(cache.counts(), (0, 1, 0));
+}
+
+#[tokio::test]
+async fn a_known_opaque_token_costs_one_round_trip_like_a_jwt() {
+    let (tokens, cache) = service().await;
+    let back_office = client("back-office", AccessTokenFormat::Opaque);
+    let token = tokens
+        .client_credentials(&back_office, None)
+        .await
+        .expect("issued")
+        .access_token;
+    let claims = tokens.verify_access_token(&token).await.expect("valid");
+    assert_eq!(claims.client_id, "back-office");
+    assert_eq!(
+        cache.counts(),
+        (1, 1, 1),
+        "first sight: the entry, then the marks"
+    );
+    tokens.verify_access_token(&token).await.expect("valid");
+    assert_eq!(cache.counts(), (1, 1, 2), "then the revocation marks only");
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_opaque_tokens_are_invalid() {
+    let (tokens, cache) = service().await;
+    let random = generate_token();
+    let e = tokens
+        .verify_access_token(random.expose())
+        .await
+        .expect_err("never issued");
+    assert_eq!(e.code, "invalid_token");
+    assert_eq!(e.description, "the access token is unknown or expired");
+    assert_eq!(cache.counts(), (1, 0, 0));
+    for garbage in [
+        "",
+        "x",
+        "not a token at all",
+        &"a".repeat(44),
+        "é".repeat(20).as_str(),
+    ] {
+        let e = tokens
+            .verify_access_token(garbage)
+            .await
+            .expect_err("garbage");
+        assert_eq!(e.code, "invalid_token");
+    }
+    assert_eq!(
+        cache.counts(),
+        (1, 0, 0),
+        "malformed tokens are not looked up"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_entry_is_not_honoured_even_if_the_cache_still_has_it() {
+    let (tokens, cache) = service().await;
+    let token = generate_token();
+    let at = now();
+    let claims = AccessClaims {
+        iss: ISSUER.into(),
+        sub: "back-office".into(),
+        aud: "back-office".into(),
+        exp: at - 1,
+        iat: at - 301,
+        jti: "jti-1".into(),
+        client_id: "back-office".into(),
+        scope: String::new(),
+        auth_time: None,
+        acr: None,
+        sid: None,
+        gid: None,
+    };
+    put_json(
+        &cache.inner,
+        &opaque_token_key(&token.hash()),
+        &claims,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("put");
+    let e = tokens
+        .verify_access_token(token.expose())
+        .await
+        .expect_err("expired");
+    assert_eq!(e.code, "invalid_token");
+}
+
+#[tokio::test]
+async fn only_its_own_client_revokes_an_opaque_token() {
+    let (tokens, _cache) = service().await;
+    let back_office = client("back-office", AccessTokenFormat::Opaque);
+    let other = client("other", AccessTokenFormat::Opaque);
+    let token = tokens
+        .client_credentials(&back_office, None)
+        .await
+        .expect("issued")
+        .access_token;
+    // Seen once, so this instance remembers its claims: revocation must still show.
+    tokens.verify_access_token(&token).await.expect("valid");
+    tokens.revoke(&other, &token, None).await.expect("answered");
+    tokens
+        .verify_access_token(&token)
+        .await
+        .expect("still valid");
+    tokens
+        .revoke(&back_office, &token, None)
+        .await
+        .expect("revoked");
+    let e = tokens
+        .verify_access_token(&token)
+        .await
+        .expect_err("revoked");
+    assert_eq!(e.code, "invalid_token");
+    let answer = tokens
+        .introspect(&back_office, &token, None)
+        .await
+        .expect("introspect");
+    assert_eq!(answer, json!({ "active": false }));
+}
+
+#[tokio::test]
+async fn revoking_the_grant_kills_its_opaque_access_tokens() {
+    let (tokens, _cache) = service().await;
+    let rp = client("rp", AccessTokenFormat::Opaque);
+    let grant = grant_for(&rp);
+    let token = tokens
+        .access_token(&grant.account_id, &rp, &grant.scope, Some(&grant))
+        .await
+        .expect("issued");
+    let claims = tokens.verify_access_token(&token).await.expect("valid");
+    assert_eq!(claims.gid.as_deref(), Some("grant-1"));
+    assert_eq!(claims.sid.as_deref(), Some("sid-1"));
+    assert_eq!(claims.acr.as_deref(), Some(super::super::ACR_PASSWORD));
+    assert_eq!(claims.aud, "rp");
+    let active = tokens
+        .introspect(&rp, &token, None)
+        .await
+        .expect("introspect");
+    assert_eq!(active["active"], true);
+    assert_eq!(active["client_id"], "rp");
+    assert_eq!(active["sub"], "account-1");
+    assert_eq!(active["scope"], "openid profile");
+    assert_eq!(active["exp"], claims.exp);
+    tokens.mark_grant_revoked("grant-1").await.expect("marked");
+    let e = tokens
+        .verify_access_token(&token)
+        .await
+        .expect_err("revoked");
+    assert_eq!(e.description, "the access token was revoked");
+}
