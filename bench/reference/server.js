@@ -1,6 +1,8 @@
 // The reference OpenID Connect provider of bench/run: panva's oidc-provider (OpenID
 // Certified), default in-memory adapter, one process, one ES256 key, one confidential
-// client (client_secret_basic), client credentials, introspection and revocation.
+// client (client_secret_basic), client credentials, introspection and revocation; a
+// second client, client_credentials only, for bench/run's client_credentials_opaque row
+// (its tokens are opaque like the first one's: see resourceIndicators below).
 // The login interaction is a plain username/password form whose password is checked
 // with argon2id at the IdP's parameters (m=19456, t=2, p=1), so both logins pay the
 // same hash. Everything comes from the environment set by bench/run.
@@ -15,6 +17,8 @@ const PORT = Number(env('PORT', '8790'));
 const ISSUER = env('ISSUER', `http://127.0.0.1:${PORT}`);
 const CLIENT_ID = env('CLIENT_ID', 'bench');
 const CLIENT_SECRET = env('CLIENT_SECRET', 'bench-secret');
+const OPAQUE_CLIENT_ID = env('OPAQUE_CLIENT_ID', 'bench-opaque');
+const OPAQUE_CLIENT_SECRET = env('OPAQUE_CLIENT_SECRET', 'bench-opaque-secret');
 const REDIRECT_URI = env('REDIRECT_URI', 'http://127.0.0.1:9/cb');
 const USER_PREFIX = env('USER_PREFIX', 'bench.user');
 const USER_COUNT = Number(env('USER_COUNT', '1000'));
@@ -40,6 +44,14 @@ const provider = new Provider(ISSUER, {
     redirect_uris: [REDIRECT_URI],
     grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'ES256',
+  }, {
+    client_id: OPAQUE_CLIENT_ID,
+    client_secret: OPAQUE_CLIENT_SECRET,
+    redirect_uris: [],
+    grant_types: ['client_credentials'],
+    response_types: [],
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'ES256',
   }],
