@@ -231,10 +231,17 @@ async fn token_request(idp: &TestIdp, form: &[(&str, &str)]) -> (u16, Value) {
 }
 
 async fn introspect(idp: &TestIdp, token: &str) -> Value {
+    introspect_hinted(idp, token, &[]).await
+}
+
+/// Introspection with extra form fields (a `token_type_hint`).
+async fn introspect_hinted(idp: &TestIdp, token: &str, extra: &[(&str, &str)]) -> Value {
+    let mut form = vec![("token", token)];
+    form.extend_from_slice(extra);
     oidc_http()
         .post(idp.url("/introspect"))
         .basic_auth("pago-in-rete", Some(SECRET))
-        .form(&[("token", token)])
+        .form(&form)
         .send()
         .await
         .expect("introspect")
@@ -262,11 +269,21 @@ async fn introspection_reflects_revocation_at_once(backend: Backend) {
     assert_eq!(active["active"], true);
     assert_eq!(active["client_id"], "pago-in-rete");
     assert_eq!(introspect(&idp, &refresh).await["active"], true);
-    // revoke the access token
+    // A wrong token_type_hint only changes where the search starts (RFC 7662 §2.1).
+    let hinted = introspect_hinted(&idp, &access, &[("token_type_hint", "refresh_token")]).await;
+    assert_eq!(hinted["active"], true, "{hinted}");
+    assert_eq!(hinted["token_type"], "Bearer", "{hinted}");
+    let hinted = introspect_hinted(&idp, &refresh, &[("token_type_hint", "access_token")]).await;
+    assert_eq!(hinted["active"], true, "{hinted}");
+    assert_eq!(hinted["token_type"], "refresh_token", "{hinted}");
+    // revoke the access token, under a wrong hint (RFC 7009 §2.1: the search extends)
     let r = oidc_http()
         .post(idp.url("/revoke"))
         .basic_auth("pago-in-rete", Some(SECRET))
-        .form(&[("token", access.as_str())])
+        .form(&[
+            ("token", access.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
         .send()
         .await
         .expect("revoke");

@@ -716,69 +716,104 @@ impl TokenService {
         Ok(Value::Object(out))
     }
 
-    /// RFC 7662: `{"active": false}` for anything not currently valid.
+    /// RFC 7662: `{"active": false}` for anything not currently valid. A
+    /// `token_type_hint` only decides which kind is looked for first: a token that is
+    /// not of the hinted kind is looked for as the other (RFC 7662 §2.1).
     pub async fn introspect(
         &self,
         client: &Client,
         token: &str,
         hint: Option<&str>,
     ) -> Result<Value> {
-        let inactive = json!({ "active": false });
-        if hint != Some("refresh_token")
-            && let Ok(c) = self.verify_access_token(token).await
-        {
-            return Ok(json!({
-                "active": true,
-                "iss": &c.iss,
-                "sub": &c.sub,
-                "aud": &c.aud,
-                "client_id": &c.client_id,
-                "scope": &c.scope,
-                "exp": c.exp,
-                "iat": c.iat,
-                "jti": &c.jti,
-                "token_type": "Bearer",
-                "acr": &c.acr,
-                "auth_time": c.auth_time,
-            }));
-        }
+        let found = if hint == Some("refresh_token") {
+            match self.introspect_refresh_token(client, token).await? {
+                Some(found) => Some(found),
+                None => self.introspect_access_token(token).await,
+            }
+        } else {
+            match self.introspect_access_token(token).await {
+                Some(found) => Some(found),
+                None => self.introspect_refresh_token(client, token).await?,
+            }
+        };
+        Ok(found.unwrap_or_else(|| json!({ "active": false })))
+    }
 
+    /// The introspection answer for a valid access token, `None` for anything else.
+    async fn introspect_access_token(&self, token: &str) -> Option<Value> {
+        let c = self.verify_access_token(token).await.ok()?;
+        Some(json!({
+            "active": true,
+            "iss": &c.iss,
+            "sub": &c.sub,
+            "aud": &c.aud,
+            "client_id": &c.client_id,
+            "scope": &c.scope,
+            "exp": c.exp,
+            "iat": c.iat,
+            "jti": &c.jti,
+            "token_type": "Bearer",
+            "acr": &c.acr,
+            "auth_time": c.auth_time,
+        }))
+    }
+
+    /// The introspection answer for a usable refresh token of `client` (one is only
+    /// described to the client it belongs to), `None` for anything else.
+    async fn introspect_refresh_token(
+        &self,
+        client: &Client,
+        token: &str,
+    ) -> Result<Option<Value>> {
         let hash = TokenHash::of(token);
         let Some(gid) = self.store.grant_of_refresh_token(hash.as_str()).await? else {
-            return Ok(inactive);
+            return Ok(None);
         };
         let Some(grant) = self.store.grant_by_id(&gid).await? else {
-            return Ok(inactive);
+            return Ok(None);
         };
-        // A refresh token is only described to the client it belongs to.
         if grant.client_id != client.id.as_str() || !grant.is_active(now()) {
-            return Ok(inactive);
+            return Ok(None);
         }
-        match self
+        Ok(self
             .store
             .use_refresh_token_peek(hash.as_str(), now())
             .await?
-        {
-            Some(exp) => Ok(json!({
-                "active": true,
-                "iss": self.issuer,
-                "sub": grant.account_id,
-                "client_id": grant.client_id,
-                "scope": grant.scope,
-                "exp": exp,
-                "token_type": "refresh_token",
-            })),
-            None => Ok(inactive),
-        }
+            .map(|exp| {
+                json!({
+                    "active": true,
+                    "iss": self.issuer,
+                    "sub": grant.account_id,
+                    "client_id": grant.client_id,
+                    "scope": grant.scope,
+                    "exp": exp,
+                    "token_type": "refresh_token",
+                })
+            }))
     }
 
     /// RFC 7009. Unknown or foreign tokens are answered like revoked ones (200), so
-    /// the endpoint reveals nothing.
+    /// the endpoint reveals nothing. As for introspection, `token_type_hint` only
+    /// orders the search (RFC 7009 §2.1).
     pub async fn revoke(&self, client: &Client, token: &str, hint: Option<&str>) -> Result<()> {
-        if hint != Some("refresh_token")
-            && !is_jwt(token)
-            && let Some(c) = self.opaque_access_claims(token).await?
-        {
+        if hint == Some("refresh_token") {
+            if !self.revoke_refresh_token(client, token).await? {
+                self.revoke_access_token(client, token).await?;
+            }
+        } else if !self.revoke_access_token(client, token).await? {
+            self.revoke_refresh_token(client, token).await?;
+        }
+        Ok(())
+    }
+
+    /// Revokes `token` when it is an access token of `client`; true when it is one of
+    /// our access tokens at all (another client's is left alone, and not looked up
+    /// further).
+    async fn revoke_access_token(&self, client: &Client, token: &str) -> Result<bool> {
+        if !is_jwt(token) {
+            let Some(c) = self.opaque_access_claims(token).await? else {
+                return Ok(false);
+            };
             if c.client_id == client.id.as_str() {
                 // The mark first: it is what every instance checks, including those that
                 // remember the token's claims; then the entry goes.
@@ -790,34 +825,40 @@ impl TokenService {
                     .delete(&opaque_token_key(&TokenHash::of(token)))
                     .await?;
             }
-            return Ok(());
+            return Ok(true);
         }
-        if hint != Some("refresh_token") && is_jwt(token) {
-            let options = VerifyOptions {
-                issuer: self.issuer.clone(),
-                audience: None,
-                typ: Some("at+jwt".into()),
-                leeway_secs: 0,
-                validate_exp: true,
-            };
-            if let Ok(c) = self.keys.verify::<AccessClaims>(token, &options) {
-                if c.client_id == client.id.as_str() {
-                    let left = (c.exp - now()).max(1);
-                    self.cache
-                        .put(&revoked_jti_key(&c.jti), b"1", secs(left))
-                        .await?;
-                }
-                return Ok(());
-            }
+        let options = VerifyOptions {
+            issuer: self.issuer.clone(),
+            audience: None,
+            typ: Some("at+jwt".into()),
+            leeway_secs: 0,
+            validate_exp: true,
+        };
+        let Ok(c) = self.keys.verify::<AccessClaims>(token, &options) else {
+            return Ok(false);
+        };
+        if c.client_id == client.id.as_str() {
+            let left = (c.exp - now()).max(1);
+            self.cache
+                .put(&revoked_jti_key(&c.jti), b"1", secs(left))
+                .await?;
         }
+        Ok(true)
+    }
+
+    /// Revokes the grant of `token` when it is a refresh token of `client`; true when it
+    /// is a refresh token we know.
+    async fn revoke_refresh_token(&self, client: &Client, token: &str) -> Result<bool> {
         let hash = TokenHash::of(token);
-        if let Some(gid) = self.store.grant_of_refresh_token(hash.as_str()).await?
-            && let Some(grant) = self.store.grant_by_id(&gid).await?
+        let Some(gid) = self.store.grant_of_refresh_token(hash.as_str()).await? else {
+            return Ok(false);
+        };
+        if let Some(grant) = self.store.grant_by_id(&gid).await?
             && grant.client_id == client.id.as_str()
         {
             self.revoke_grant(&gid).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Revokes a grant: its refresh tokens stop working and its access tokens fail
