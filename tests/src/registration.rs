@@ -69,6 +69,23 @@ pub fn link_in(body: &str) -> String {
         .to_string()
 }
 
+/// Follows the link of the "Conferma il nuovo indirizzo email" mail sent to `new_email`
+/// and confirms it, as the signed-in person does in the Area riservata.
+pub async fn confirm_email_change(idp: &TestIdp, browser: &Browser, new_email: &str) {
+    let link = link_in(&mail(idp, new_email, "Conferma il nuovo indirizzo email").await);
+    let page = browser.follow(&link, &idp.base).await;
+    browser
+        .submit(
+            &idp.url("/area-riservata/email/conferma"),
+            &[
+                ("csrf", &hidden(&page.body, "csrf").expect("csrf")),
+                ("token", &hidden(&page.body, "token").expect("token")),
+            ],
+            &idp.base,
+        )
+        .await;
+}
+
 /// The value after `label` on its line of a mail body.
 pub fn line_value(body: &str, label: &str) -> String {
     body.lines()

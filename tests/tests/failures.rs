@@ -62,6 +62,20 @@ async fn userinfo(idp: &TestIdp, access_token: &str) -> (u16, serde_json::Value)
     (status, r.json().await.expect("userinfo answers JSON"))
 }
 
+/// Anna signs in at `idp`: her browser, and an access token that userinfo accepts.
+async fn anna_signed_in(idp: &TestIdp) -> (Browser, String) {
+    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let browser = Browser::new();
+    let (code, verifier) = flows::sign_in_for_code(idp, &browser, "anna.bianchi", PASSWORD).await;
+    let tokens = flows::exchange(idp, &code, &verifier).await;
+    let access = tokens["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string();
+    assert_eq!(userinfo(idp, &access).await.0, 200);
+    (browser, access)
+}
+
 fn assert_unavailable_json(status: u16, body: &serde_json::Value, what: &str) {
     assert_eq!(status, 503, "{what}: {body}");
     assert_eq!(body["error"], "temporarily_unavailable", "{what}: {body}");
@@ -305,12 +319,8 @@ async fn a_stalled_database_is_bounded_by_the_request_deadline() {
         c.tokens.userinfo_cache_secs = 0;
     })
     .await;
-    idp.account("Anna", "Bianchi", PASSWORD).await;
-    let browser = Browser::new();
-    let (code, verifier) = flows::sign_in_for_code(&idp, &browser, "anna.bianchi", PASSWORD).await;
-    let tokens = flows::exchange(&idp, &code, &verifier).await;
-    let access = tokens["access_token"].as_str().expect("access token");
-    assert_eq!(userinfo(&idp, access).await.0, 200);
+    let (browser, access) = anna_signed_in(&idp).await;
+    let access = access.as_str();
 
     proxy.stall();
 
@@ -365,12 +375,8 @@ async fn a_stalled_redis_is_bounded_by_the_cache_timeout() {
         c.cache.timeout_ms = 300;
     })
     .await;
-    idp.account("Anna", "Bianchi", PASSWORD).await;
-    let browser = Browser::new();
-    let (code, verifier) = flows::sign_in_for_code(&idp, &browser, "anna.bianchi", PASSWORD).await;
-    let tokens = flows::exchange(&idp, &code, &verifier).await;
-    let access = tokens["access_token"].as_str().expect("access token");
-    assert_eq!(userinfo(&idp, access).await.0, 200);
+    let (_, access) = anna_signed_in(&idp).await;
+    let access = access.as_str();
 
     proxy.stall();
 

@@ -552,25 +552,7 @@ async fn the_area_riservata_changes_email_by_link_and_password_ending_other_sess
     );
     let unchanged = browser.follow(&idp.url("/area-riservata"), &idp.base).await;
     assert!(unchanged.text().contains("anna.bianchi@example.org"));
-    let link = link_in(
-        &mail(
-            &idp,
-            "anna.nuova@example.org",
-            "Conferma il nuovo indirizzo email",
-        )
-        .await,
-    );
-    let page = browser.follow(&link, &idp.base).await;
-    browser
-        .submit(
-            &idp.url("/area-riservata/email/conferma"),
-            &[
-                ("csrf", &hidden(&page.body, "csrf").expect("csrf")),
-                ("token", &hidden(&page.body, "token").expect("token")),
-            ],
-            &idp.base,
-        )
-        .await;
+    registration::confirm_email_change(&idp, &browser, "anna.nuova@example.org").await;
     let changed = browser.follow(&idp.url("/area-riservata"), &idp.base).await;
     assert!(
         changed.text().contains("anna.nuova@example.org"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use idp_tests::flows::{self, CLIENT_ID, REDIRECT};
 use idp_tests::harness::{Backend, Browser, TestIdp, hidden, query_param};
-use idp_tests::registration::{link_in, mail};
+use idp_tests::registration;
 use serde_json::Value;
 
 const PASSWORD: &str = "Lavagna-Nuova!2026";
@@ -71,25 +71,7 @@ async fn a_new_personal_email_shows_at_userinfo_at_once(backend: Backend) {
         "anna.bianchi@example.org",
         "unchanged until the link is followed"
     );
-    let link = link_in(
-        &mail(
-            &idp,
-            "anna.nuova@example.org",
-            "Conferma il nuovo indirizzo email",
-        )
-        .await,
-    );
-    let page = browser.follow(&link, &idp.base).await;
-    browser
-        .submit(
-            &idp.url("/area-riservata/email/conferma"),
-            &[
-                ("csrf", &hidden(&page.body, "csrf").expect("csrf")),
-                ("token", &hidden(&page.body, "token").expect("token")),
-            ],
-            &idp.base,
-        )
-        .await;
+    registration::confirm_email_change(&idp, &browser, "anna.nuova@example.org").await;
 
     let info = userinfo(&idp, &token).await;
     assert_eq!(info["email"], "anna.nuova@example.org", "{info}");
