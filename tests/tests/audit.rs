@@ -251,25 +251,7 @@ async fn email_changes_are_audited(backend: Backend) {
     let text = printed(&idp, AuditKind::EmailChange).await;
     assert_eq!(text.lines().count(), 1, "requested: {text}");
     assert!(text.contains("requested"), "{text}");
-    let link = registration::link_in(
-        &registration::mail(
-            &idp,
-            "anna.nuova@example.org",
-            "Conferma il nuovo indirizzo email",
-        )
-        .await,
-    );
-    let page = browser.follow(&link, &idp.base).await;
-    browser
-        .submit(
-            &idp.url("/area-riservata/email/conferma"),
-            &[
-                ("csrf", &hidden(&page.body, "csrf").expect("csrf")),
-                ("token", &hidden(&page.body, "token").expect("token")),
-            ],
-            &idp.base,
-        )
-        .await;
+    registration::confirm_email_change(&idp, &browser, "anna.nuova@example.org").await;
     let events = idp
         .state
         .store

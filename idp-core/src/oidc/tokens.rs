@@ -817,10 +817,7 @@ impl TokenService {
             if c.client_id == client.id.as_str() {
                 // The mark first: it is what every instance checks, including those that
                 // remember the token's claims; then the entry goes.
-                let left = (c.exp - now()).max(1);
-                self.cache
-                    .put(&revoked_jti_key(&c.jti), b"1", secs(left))
-                    .await?;
+                self.mark_access_token_revoked(&c).await?;
                 self.cache
                     .delete(&opaque_token_key(&TokenHash::of(token)))
                     .await?;
@@ -838,12 +835,17 @@ impl TokenService {
             return Ok(false);
         };
         if c.client_id == client.id.as_str() {
-            let left = (c.exp - now()).max(1);
-            self.cache
-                .put(&revoked_jti_key(&c.jti), b"1", secs(left))
-                .await?;
+            self.mark_access_token_revoked(&c).await?;
         }
         Ok(true)
+    }
+
+    /// The `jti` mark every instance checks, kept until the token would have expired.
+    async fn mark_access_token_revoked(&self, claims: &AccessClaims) -> Result<()> {
+        let left = (claims.exp - now()).max(1);
+        self.cache
+            .put(&revoked_jti_key(&claims.jti), b"1", secs(left))
+            .await
     }
 
     /// Revokes the grant of `token` when it is a refresh token of `client`; true when it
