@@ -611,6 +611,18 @@ impl TokenService {
         Ok(claims)
     }
 
+    /// What a JWT access token of ours must be: our issuer, `typ` at+jwt, not expired
+    /// (no leeway).
+    fn access_token_options(&self) -> VerifyOptions {
+        VerifyOptions {
+            issuer: self.issuer.clone(),
+            audience: None,
+            typ: Some("at+jwt".into()),
+            leeway_secs: 0,
+            validate_exp: true,
+        }
+    }
+
     /// The claims of a well-signed, unexpired access token of ours, from memory when the
     /// same token was verified before.
     fn verified_access_claims(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
@@ -622,16 +634,9 @@ impl TokenService {
             }
             self.verified.tokens.remove(&digest);
         }
-        let options = VerifyOptions {
-            issuer: self.issuer.clone(),
-            audience: None,
-            typ: Some("at+jwt".into()),
-            leeway_secs: 0,
-            validate_exp: true,
-        };
         let (claims, kid) = self
             .keys
-            .verify_keyed::<AccessClaims>(token, &options)
+            .verify_keyed::<AccessClaims>(token, &self.access_token_options())
             .map_err(|e| {
                 OAuthError::invalid_token(match e {
                     TokenError::Expired => "the access token has expired",
@@ -824,14 +829,10 @@ impl TokenService {
             }
             return Ok(true);
         }
-        let options = VerifyOptions {
-            issuer: self.issuer.clone(),
-            audience: None,
-            typ: Some("at+jwt".into()),
-            leeway_secs: 0,
-            validate_exp: true,
-        };
-        let Ok(c) = self.keys.verify::<AccessClaims>(token, &options) else {
+        let Ok(c) = self
+            .keys
+            .verify::<AccessClaims>(token, &self.access_token_options())
+        else {
             return Ok(false);
         };
         if c.client_id == client.id.as_str() {
