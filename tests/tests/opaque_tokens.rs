@@ -1,5 +1,6 @@
 //! Opaque access tokens, chosen per client (`access_token_format = "opaque"`): a client
-//! so configured gets random references instead of JWTs from every grant, and they work
+//! so configured gets sealed tokens (claims encrypted with a key only the IdP holds)
+//! instead of JWTs from every grant, and they work
 //! wherever a JWT works (introspection, userinfo), are revoked by their client and die
 //! with their grant (refresh-token reuse, logout). A client left on the default still
 //! gets JWTs. Each body runs on the embedded default and on PostgreSQL + Redis; one more
@@ -122,9 +123,17 @@ fn token_of(body: &Value, name: &str) -> String {
         .to_string()
 }
 
-/// 43 base64url characters: 256 random bits, nothing a client could read.
+/// base64url only, not a JWT, and nothing a client could read: neither the client's id
+/// nor the issuer, encoded or not.
 fn assert_opaque(token: &str) {
-    assert_eq!(token.len(), 43, "{token}");
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .unwrap_or_else(|e| panic!("not base64url ({e}): {token}"));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains("pago-in-rete") && !text.contains("http"),
+        "{text}"
+    );
     assert!(
         token
             .bytes()
@@ -302,7 +311,13 @@ async fn a_token_never_issued_is_invalid_at_userinfo_and_inactive_at_introspecti
 ) {
     let idp = started(backend).await;
     let never_issued = idp_core::secret::generate_token().expose().to_string();
-    for token in [never_issued.as_str(), "not-a-token", &"A".repeat(43)] {
+    let forged = URL_SAFE_NO_PAD.encode([1u8; 200]);
+    for token in [
+        never_issued.as_str(),
+        "not-a-token",
+        &"A".repeat(43),
+        &forged,
+    ] {
         let (status, body, challenge) = userinfo(&idp, token).await;
         assert_eq!(status, 401, "{token}: {body}");
         assert_eq!(body["error"], "invalid_token");
@@ -344,13 +359,18 @@ idp_tests::on_both_backends!(
     a_client_on_the_default_still_gets_jwts,
 );
 
-/// Two instances sharing PostgreSQL and Redis: a token issued by one resolves on the
-/// other, and a revocation made on one holds on the other, even where the token was
-/// already seen (and its claims remembered).
+/// Two instances sharing PostgreSQL and Redis (and the public URL, as behind one load
+/// balancer): a token issued by one opens on the other, and a revocation made on one
+/// holds on the other, even where the token was already seen (and its claims
+/// remembered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opaque_token_issued_by_one_instance_resolves_and_is_revoked_on_another() {
     let a = TestIdp::start(Backend::Production, vec![opaque_client(), jwt_client()]).await;
-    let b = TestIdp::start_sharing(&a, vec![opaque_client(), jwt_client()], |_| {}).await;
+    let issuer = a.base.clone();
+    let b = TestIdp::start_sharing(&a, vec![opaque_client(), jwt_client()], |config| {
+        config.server.public_url = issuer;
+    })
+    .await;
     let token = token_of(
         &client_credentials(&a, CLIENT_ID, "api").await,
         "access_token",

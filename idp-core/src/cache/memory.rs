@@ -59,7 +59,7 @@ impl MemoryCache {
         let now = Instant::now();
         // Expired entries are dropped when met, and swept in bulk once the map grows.
         // The next sweep waits until the map has doubled again, so that many live
-        // entries (opaque access tokens, for one) do not make every call a full scan.
+        // entries (SSO sessions, revocation marks) do not make every call a full scan.
         if entries.map.len() > entries.sweep_above {
             entries.map.retain(|_, e| e.expires_at > now);
             entries.sweep_above = SWEEP_ABOVE.max(2 * entries.map.len());

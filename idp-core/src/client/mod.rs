@@ -189,9 +189,9 @@ impl FromStr for GrantType {
 }
 
 /// What the access tokens issued to a client are. A JWT (RFC 9068) can be checked by
-/// a resource server on its own with the JWKS; an opaque token is a random reference
-/// that only the IdP resolves (introspection, userinfo), so it reveals nothing and
-/// needs no signature, at the price of a cache entry per token.
+/// a resource server on its own with the JWKS; an opaque token is the same claims sealed
+/// with a key only the IdP holds, that only the IdP opens (introspection, userinfo), so
+/// it reveals nothing and needs no signature.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessTokenFormat {

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+use aws_lc_rs::aead::{AES_256_GCM_SIV, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::error::Unspecified;
-use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
 };
@@ -118,6 +120,43 @@ struct RingKey {
 struct ParsedKey {
     signing: Signer,
     decoding: DecodingKey,
+    sealing: SealingKey,
+}
+
+/// The symmetric key that seals opaque access tokens, derived from a signing key
+/// (HKDF-SHA256 over its PKCS#8 document, the kid as info): it exists exactly as long as
+/// its signing key is published, so a sealed token lives and dies like a JWT signed with
+/// the same key, and every instance that loads the key ring can open it.
+struct SealingKey {
+    /// The first bytes of SHA-256(kid): which key sealed a token, without the kid.
+    tag: [u8; SEAL_TAG_LEN],
+    key: LessSafeKey,
+}
+
+/// The version byte that starts every sealed token.
+const SEAL_VERSION: u8 = 1;
+const SEAL_TAG_LEN: usize = 8;
+/// Version, key tag and nonce, before the ciphertext; the first two are authenticated.
+const SEAL_HEADER_LEN: usize = 1 + SEAL_TAG_LEN + NONCE_LEN;
+const SEAL_SALT: &[u8] = b"idp-core sealed access token v1";
+
+impl SealingKey {
+    fn derive(kid: &str, pkcs8: &[u8]) -> std::result::Result<SealingKey, Unspecified> {
+        let prk = Salt::new(HKDF_SHA256, SEAL_SALT).extract(pkcs8);
+        let info = [kid.as_bytes()];
+        let okm = prk.expand(&info, &AES_256_GCM_SIV)?;
+        Ok(SealingKey {
+            tag: seal_tag(kid),
+            key: LessSafeKey::new(UnboundKey::from(okm)),
+        })
+    }
+}
+
+fn seal_tag(kid: &str) -> [u8; SEAL_TAG_LEN] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, kid.as_bytes());
+    let mut tag = [0; SEAL_TAG_LEN];
+    tag.copy_from_slice(&digest.as_ref()[..SEAL_TAG_LEN]);
+    tag
 }
 
 /// The private key, parsed once. jsonwebtoken's `encode` parses the PKCS#8 document
@@ -322,6 +361,69 @@ impl KeyRing {
         Ok(jws)
     }
 
+    /// Seals `plaintext` with the current key of the default algorithm (the one [`sign`]
+    /// would use): AES-256-GCM-SIV under the key's [`SealingKey`], a random nonce, the
+    /// version and key tag authenticated. The result is base64url (no dot, so never
+    /// mistaken for a JWS) and tells nothing of `plaintext` but its length. GCM-SIV
+    /// rather than GCM: random 96-bit nonces at the rate tokens are issued would come
+    /// near GCM's collision bound within a key's life; a GCM-SIV nonce collision only
+    /// shows that two plaintexts are equal, and every sealed plaintext here is unique
+    /// (it carries a `jti`).
+    ///
+    /// [`sign`]: KeyRing::sign
+    pub fn seal(&self, plaintext: &[u8]) -> Result<String> {
+        let algorithm = self.shared.settings.default_algorithm;
+        let loaded = self.loaded();
+        let key = loaded
+            .keys
+            .iter()
+            .find(|k| k.algorithm == algorithm && k.can_sign_at(now()))
+            .ok_or_else(|| CoreError::Crypto(format!("no {algorithm} key can seal now")))?;
+        let failed = || CoreError::Crypto(format!("sealing with {}", key.kid));
+        let sealing = &key.parsed.sealing;
+        let mut nonce = [0; NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| failed())?;
+        let mut token = Vec::with_capacity(SEAL_HEADER_LEN + plaintext.len() + 16);
+        token.push(SEAL_VERSION);
+        token.extend_from_slice(&sealing.tag);
+        token.extend_from_slice(&nonce);
+        let mut sealed = plaintext.to_vec();
+        sealing
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&token[..1 + SEAL_TAG_LEN]),
+                &mut sealed,
+            )
+            .map_err(|_| failed())?;
+        token.extend_from_slice(&sealed);
+        Ok(URL_SAFE_NO_PAD.encode(token))
+    }
+
+    /// Opens a token of [`KeyRing::seal`] sealed by a key still published: the plaintext
+    /// and the kid of that key; `None` for anything else (not base64url, another
+    /// version, an unknown or retired key, a changed byte).
+    pub fn open(&self, token: &str) -> Option<(Vec<u8>, String)> {
+        let mut bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if bytes.len() < SEAL_HEADER_LEN + 16 || bytes[0] != SEAL_VERSION {
+            return None;
+        }
+        let loaded = self.loaded();
+        let at = now();
+        let key = loaded.keys.iter().find(|k| {
+            k.parsed.sealing.tag[..] == bytes[1..1 + SEAL_TAG_LEN] && k.is_published_at(at)
+        })?;
+        let (header, sealed) = bytes.split_at_mut(SEAL_HEADER_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&header[1 + SEAL_TAG_LEN..]).ok()?;
+        let plaintext = key
+            .parsed
+            .sealing
+            .key
+            .open_in_place(nonce, Aad::from(&header[..1 + SEAL_TAG_LEN]), sealed)
+            .ok()?;
+        Some((plaintext.to_vec(), key.kid.clone()))
+    }
+
     /// Verifies a JWS signed by any published key (retire_at not reached) and checks the
     /// claims of `check`, then returns the claims.
     pub fn verify<T: DeserializeOwned>(
@@ -499,6 +601,8 @@ fn parse(key: &SigningKey) -> Result<ParsedKey> {
     Ok(ParsedKey {
         signing,
         decoding: decoding.map_err(|e| corrupt(e.to_string()))?,
+        sealing: SealingKey::derive(&key.kid, der.as_bytes())
+            .map_err(|_| corrupt("cannot derive its sealing key".into()))?,
     })
 }
 

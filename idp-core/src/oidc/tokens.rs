@@ -1,6 +1,7 @@
 //! The token service: authorization codes (single use, in the cache), grants and
 //! rotating refresh tokens (durable, in storage), access tokens (signed JWTs per RFC
-//! 9068, or opaque references whose claims live in the cache, as the client chose) and
+//! 9068, or opaque tokens: the same claims sealed with a key only the IdP holds, as the
+//! client chose) and
 //! ID tokens, introspection (RFC 7662) and revocation (RFC 7009), and the back-channel
 //! logout token. Revocation is visible at once on every instance: revoked grants and
 //! access-token ids are marked in the shared cache for as long as a token they cover
@@ -15,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{OAuthError, account_claims, half_hash, has_scope, pkce_matches};
 use crate::account::AccountId;
-use crate::cache::{Cache, get_json, put_json, take_json};
+use crate::cache::{Cache, put_json, take_json};
 use crate::claims_cache::AccountClaimsCache;
 use crate::client::{AccessTokenFormat, Client, GrantType};
 use crate::directory::{Account, now};
@@ -128,17 +129,17 @@ pub struct TokenService {
     store: Arc<dyn Store>,
     cache: Arc<dyn Cache>,
     verified: Arc<VerifiedTokens>,
-    resolved: Arc<ResolvedTokens>,
 }
 
 /// How many verified access tokens are remembered (each a few hundred bytes).
 const VERIFIED_TOKENS_CAPACITY: usize = 10_000;
 
-/// Access tokens whose signature and claims this instance has verified, by the SHA-256
-/// of the token, so that a resource server calling introspection or userinfo with the
-/// same token again does not cost another signature check. An entry is used only
-/// before the token's `exp` and while the key that signed it is published; revocation
-/// is not cached here: it is checked on every request, in the shared cache.
+/// Access tokens whose signature (or seal) and claims this instance has verified, by the
+/// SHA-256 of the token, so that a resource server calling introspection or userinfo
+/// with the same token again does not cost another signature check. An entry is used
+/// only before the token's `exp` and while the key that signed or sealed it is
+/// published; revocation is not cached here: it is checked on every request, in the
+/// shared cache.
 struct VerifiedTokens {
     tokens: quick_cache::sync::Cache<[u8; 32], Arc<VerifiedToken>>,
 }
@@ -156,41 +157,23 @@ impl VerifiedTokens {
     }
 }
 
-/// Opaque access tokens this instance has read from the cache, by the SHA-256 of the
-/// token, so that presenting the same token again costs one cache round trip (the
-/// revocation marks) instead of two. Claims never change once issued; an entry is used
-/// only before the token's `exp`, and revocation is checked on every request, in the
-/// shared cache (revoking an opaque token sets its `jti` mark as well as deleting it).
-struct ResolvedTokens {
-    tokens: quick_cache::sync::Cache<[u8; 32], Arc<AccessClaims>>,
-}
-
-impl ResolvedTokens {
-    fn new() -> Self {
-        Self {
-            tokens: quick_cache::sync::Cache::new(VERIFIED_TOKENS_CAPACITY),
-        }
-    }
-}
-
 /// A compact JWS has three dot-separated parts; our opaque tokens are base64url, which
 /// has no dot.
 fn is_jwt(token: &str) -> bool {
     token.contains('.')
 }
 
-/// The shape of [`generate_token`]: 43 base64url characters. Anything else cannot be one
-/// of our opaque tokens, and is refused without a cache lookup.
+/// The longest opaque token we could have issued: sealed claims of a few hundred bytes,
+/// with room for long scopes and identifiers.
+const MAX_OPAQUE_TOKEN_LEN: usize = 4096;
+
+/// The shape of a token of [`KeyRing::seal`]: base64url, of a plausible length. Anything
+/// else cannot be one of our opaque tokens, and is refused before any decryption.
 fn is_opaque_shaped(token: &str) -> bool {
-    token.len() == 43
+    (48..=MAX_OPAQUE_TOKEN_LEN).contains(&token.len())
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Where an opaque access token's claims are kept: under the hash, never the token.
-fn opaque_token_key(hash: &TokenHash) -> String {
-    format!("access-token:{}", hash.as_str())
 }
 
 fn code_key(code: &str) -> String {
@@ -225,7 +208,6 @@ impl TokenService {
             store,
             cache,
             verified: Arc::new(VerifiedTokens::new()),
-            resolved: Arc::new(ResolvedTokens::new()),
         }
     }
 
@@ -507,8 +489,8 @@ impl TokenService {
         })
     }
 
-    /// An access token in the client's format: a signed JWT, or an opaque token whose
-    /// claims are stored in the cache (one write, for the token's lifetime).
+    /// An access token in the client's format: a signed JWT, or an opaque token, the
+    /// same claims sealed ([`KeyRing::seal`]): nothing is stored for either.
     async fn access_token(
         &self,
         sub: &str,
@@ -520,15 +502,9 @@ impl TokenService {
         match client.access_token_format {
             AccessTokenFormat::Jwt => Ok(self.keys.sign(&claims, Some("at+jwt"), None)?),
             AccessTokenFormat::Opaque => {
-                let token = generate_token();
-                put_json(
-                    &*self.cache,
-                    &opaque_token_key(&token.hash()),
-                    &claims,
-                    secs(self.settings.access_token_ttl_secs),
-                )
-                .await?;
-                Ok(token.expose().to_string())
+                let plaintext = serde_json::to_vec(&claims)
+                    .map_err(|e| CoreError::Crypto(format!("access-token claims: {e}")))?;
+                Ok(self.keys.seal(&plaintext)?)
             }
         }
     }
@@ -589,14 +565,14 @@ impl TokenService {
     }
 
     /// Verifies an access token, not revoked and unexpired: a JWT by its signature,
-    /// issuer, type and expiry; an opaque token by its entry in the cache. What was
-    /// verified or read before is remembered until the token's `exp`; the revocation
-    /// checks run every time.
+    /// issuer, type and expiry; an opaque token by its seal, issuer and expiry. What was
+    /// verified before is remembered until the token's `exp`; the revocation checks run
+    /// every time.
     pub async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
         let claims = if is_jwt(token) {
             self.verified_access_claims(token)?
         } else {
-            self.opaque_access_claims(token).await?.ok_or_else(|| {
+            self.opaque_access_claims(token).ok_or_else(|| {
                 OAuthError::invalid_token("the access token is unknown or expired")
             })?
         };
@@ -627,12 +603,8 @@ impl TokenService {
     /// same token was verified before.
     fn verified_access_claims(&self, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(known) = self.verified.tokens.get(&digest) {
-            // Same rule as the full check (leeway 0): valid while exp is not in the past.
-            if known.claims.exp >= now() && self.keys.publishes(&known.kid) {
-                return Ok(Arc::clone(&known.claims));
-            }
-            self.verified.tokens.remove(&digest);
+        if let Some(known) = self.remembered(&digest) {
+            return Ok(known);
         }
         let (claims, kid) = self
             .keys
@@ -645,6 +617,22 @@ impl TokenService {
                     _ => "the access token is invalid",
                 })
             })?;
+        Ok(self.remember(digest, claims, kid))
+    }
+
+    /// The claims of a token verified before, by its SHA-256, while they still hold: the
+    /// same rule as the full check (leeway 0: valid while `exp` is not in the past), and
+    /// the key that signed or sealed it still published.
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Arc<AccessClaims>> {
+        let known = self.verified.tokens.get(digest)?;
+        if known.claims.exp >= now() && self.keys.publishes(&known.kid) {
+            return Some(Arc::clone(&known.claims));
+        }
+        self.verified.tokens.remove(digest);
+        None
+    }
+
+    fn remember(&self, digest: [u8; 32], claims: AccessClaims, kid: String) -> Arc<AccessClaims> {
         let claims = Arc::new(claims);
         self.verified.tokens.insert(
             digest,
@@ -653,36 +641,28 @@ impl TokenService {
                 kid,
             }),
         );
-        Ok(claims)
+        claims
     }
 
-    /// The claims of an unexpired opaque access token, from memory when the same token
-    /// was read before; `None` when the cache holds no such token (never issued,
-    /// expired, or revoked by its client).
-    async fn opaque_access_claims(&self, token: &str) -> Result<Option<Arc<AccessClaims>>> {
+    /// The claims of an unexpired opaque access token of ours, from memory when the same
+    /// token was opened before; `None` when it does not open (never issued by us, a
+    /// changed character, its key retired) or has expired.
+    fn opaque_access_claims(&self, token: &str) -> Option<Arc<AccessClaims>> {
         if !is_opaque_shaped(token) {
-            return Ok(None);
+            return None;
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(known) = self.resolved.tokens.get(&digest) {
-            if known.exp >= now() {
-                return Ok(Some(known));
-            }
-            self.resolved.tokens.remove(&digest);
-            return Ok(None);
+        if let Some(known) = self.remembered(&digest) {
+            return Some(known);
         }
-        let key = opaque_token_key(&TokenHash::from_hex(hex::encode(digest)));
-        let Some(claims) = get_json::<AccessClaims>(&*self.cache, &key).await? else {
-            return Ok(None);
-        };
-        // The cache entry lives as long as the token; exp is checked to the second, as
-        // for a JWT (leeway 0).
-        if claims.exp < now() {
-            return Ok(None);
+        let (plaintext, kid) = self.keys.open(token)?;
+        let claims = serde_json::from_slice::<AccessClaims>(&plaintext).ok()?;
+        // Exp to the second, as for a JWT (leeway 0); the issuer, as for a JWT, since
+        // instances with other issuers may share the keys.
+        if claims.exp < now() || claims.iss != self.issuer {
+            return None;
         }
-        let claims = Arc::new(claims);
-        self.resolved.tokens.insert(digest, Arc::clone(&claims));
-        Ok(Some(claims))
+        Some(self.remember(digest, claims, kid))
     }
 
     /// The `enablement` claim of an account for a service.
@@ -816,16 +796,12 @@ impl TokenService {
     /// further).
     async fn revoke_access_token(&self, client: &Client, token: &str) -> Result<bool> {
         if !is_jwt(token) {
-            let Some(c) = self.opaque_access_claims(token).await? else {
+            let Some(c) = self.opaque_access_claims(token) else {
                 return Ok(false);
             };
             if c.client_id == client.id.as_str() {
-                // The mark first: it is what every instance checks, including those that
-                // remember the token's claims; then the entry goes.
+                // The mark is what every instance checks, as for a JWT.
                 self.mark_access_token_revoked(&c).await?;
-                self.cache
-                    .delete(&opaque_token_key(&TokenHash::of(token)))
-                    .await?;
             }
             return Ok(true);
         }

@@ -102,14 +102,14 @@ pub struct AddArgs {
     /// Where the browser goes for the service's enablement step.
     #[arg(long, value_name = "URI")]
     pub enablement_uri: Option<String>,
-    /// jwt (signed, RFC 9068) or opaque (a reference only the IdP resolves).
+    /// jwt (signed, RFC 9068) or opaque (sealed claims only the IdP opens).
     #[arg(long, value_name = "FORMAT", value_parser = parse_format, default_value = "jwt")]
     pub access_token_format: AccessTokenFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
-    /// jwt (signed, RFC 9068) or opaque (a reference only the IdP resolves); applies to
+    /// jwt (signed, RFC 9068) or opaque (sealed claims only the IdP opens); applies to
     /// the tokens issued from then on.
     #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
     pub access_token_format: Option<AccessTokenFormat>,

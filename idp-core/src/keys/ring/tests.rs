@@ -475,3 +475,74 @@ async fn the_reloader_picks_up_a_rotation_on_its_own() {
         .expect("the reloader stops once the ring is gone")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_sealed_token_opens_on_every_ring_of_the_same_keys_and_only_there() {
+    let store = store().await;
+    let ring = KeyRing::load(store.clone(), settings(0)).await.unwrap();
+    let token = ring.seal(b"{\"sub\":\"mario.rossi\"}").unwrap();
+    assert!(!token.contains('.'), "never mistaken for a JWS: {token}");
+    let decoded = URL_SAFE_NO_PAD.decode(&token).unwrap();
+    assert!(!String::from_utf8_lossy(&decoded).contains("mario.rossi"));
+    let (plaintext, kid) = ring.open(&token).unwrap();
+    assert_eq!(plaintext, b"{\"sub\":\"mario.rossi\"}");
+    assert_eq!(
+        kid,
+        header(&ring.sign(&claims(), None, None).unwrap())
+            .kid
+            .unwrap()
+    );
+    // Another instance on the same storage opens it; a ring of other keys does not.
+    let other_instance = KeyRing::load(store.clone(), settings(0)).await.unwrap();
+    assert_eq!(other_instance.open(&token).unwrap().0, plaintext);
+    let elsewhere = KeyRing::load(self::store().await, settings(0))
+        .await
+        .unwrap();
+    assert!(elsewhere.open(&token).is_none());
+    // Each seal has its own nonce.
+    assert_ne!(ring.seal(b"same").unwrap(), ring.seal(b"same").unwrap());
+    // Any changed byte (version, key tag, nonce, ciphertext, tag) and it does not open.
+    for at in 0..decoded.len() {
+        let mut changed = decoded.clone();
+        changed[at] ^= 0x01;
+        assert!(
+            ring.open(&URL_SAFE_NO_PAD.encode(&changed)).is_none(),
+            "{at}"
+        );
+    }
+    assert!(ring.open(&URL_SAFE_NO_PAD.encode(&decoded[..20])).is_none());
+    assert!(ring.open("not base64url!").is_none());
+}
+
+#[tokio::test]
+async fn a_sealed_token_opens_until_its_key_retires() {
+    let store = store().await;
+    let old = SigningKey::generate(SigningAlgorithm::Es256, now() - 600).unwrap();
+    store.insert_key(&old).await.unwrap();
+    let settings = settings(0);
+    let ring = KeyRing::load(store.clone(), settings.clone())
+        .await
+        .unwrap();
+    let sealed_old = ring.seal(b"old").unwrap();
+    assert_eq!(ring.open(&sealed_old).unwrap().1, old.kid);
+    let new = KeyRing::rotate(store.as_ref(), &settings, Some(SigningAlgorithm::Es256))
+        .await
+        .unwrap();
+    ring.reload().await.unwrap();
+    let sealed_new = ring.seal(b"new").unwrap();
+    assert_eq!(ring.open(&sealed_new).unwrap().1, new.kid);
+    assert_eq!(
+        ring.open(&sealed_old).unwrap().0,
+        b"old",
+        "the old key still opens until retire_at"
+    );
+    sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE kid = $2")
+        .bind(now() - 1)
+        .bind(&old.kid)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    ring.reload().await.unwrap();
+    assert!(ring.open(&sealed_old).is_none(), "retired with its key");
+    assert!(ring.open(&sealed_new).is_some());
+}

@@ -1,10 +1,13 @@
-//! Opaque access tokens in the token service: issued as random references whose claims
-//! are one cache entry under the token's hash, resolved with as few cache round trips
-//! as a JWT once seen, revoked by their own client only, and killed with their grant.
+//! Opaque access tokens in the token service: issued as the claims sealed with a key
+//! only the IdP holds (nothing stored), checked with the one cache round trip of a JWT
+//! (the revocation marks), revoked by their own client only, and killed with their
+//! grant.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::*;
 use crate::cache::MemoryCache;
@@ -137,39 +140,66 @@ fn grant_for(client: &Client) -> Grant {
     }
 }
 
+fn claims_of(client: &str, exp: i64) -> AccessClaims {
+    let at = now();
+    AccessClaims {
+        iss: ISSUER.into(),
+        sub: client.into(),
+        aud: client.into(),
+        exp,
+        iat: at - 301,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client.into(),
+        scope: String::new(),
+        auth_time: None,
+        acr: None,
+        sid: None,
+        gid: None,
+    }
+}
+
+fn sealed(tokens: &TokenService, claims: &AccessClaims) -> String {
+    tokens
+        .keys
+        .seal(&serde_json::to_vec(claims).expect("json"))
+        .expect("sealed")
+}
+
 #[tokio::test]
-async fn an_opaque_client_gets_a_random_reference_stored_once_under_its_hash() {
+async fn an_opaque_client_gets_sealed_claims_that_nothing_stores_and_no_one_reads() {
     let (tokens, cache) = service().await;
-    let back_office = client("back-office", AccessTokenFormat::Opaque);
+    let back_office = client("back-office-7", AccessTokenFormat::Opaque);
     let response = tokens
         .client_credentials(&back_office, Some("api"))
         .await
         .expect("issued");
     let token = response.access_token.clone();
-    assert_eq!(token.len(), 43, "{token}");
-    assert!(is_opaque_shaped(&token) && !is_jwt(&token));
-    assert_eq!(cache.counts(), (0, 1, 0), "one cache write, nothing else");
-    // Stored under the hash, never the token itself.
+    assert!(is_opaque_shaped(&token) && !is_jwt(&token), "{token}");
+    assert_eq!(cache.counts(), (0, 0, 0), "no cache write");
+    // The claims are not readable in the token, encoded or not.
+    let bytes = URL_SAFE_NO_PAD.decode(&token).expect("base64url");
+    let text = String::from_utf8_lossy(&bytes);
     assert!(
-        cache
-            .inner
-            .get(&format!("access-token:{token}"))
-            .await
-            .expect("get")
-            .is_none()
+        !text.contains("back-office-7") && !text.contains(ISSUER),
+        "{text}"
     );
-    let stored: AccessClaims = get_json(&cache.inner, &opaque_token_key(&TokenHash::of(&token)))
+    assert!(!token.contains(&URL_SAFE_NO_PAD.encode("back-office-7")));
+    // Two tokens with the same claims but the jti differ entirely.
+    let again = tokens
+        .client_credentials(&back_office, Some("api"))
         .await
-        .expect("get")
-        .expect("stored under the hash");
-    assert_eq!(stored.client_id, "back-office");
-    assert_eq!(stored.sub, "back-office");
-    assert_eq!(stored.scope, "api");
-    assert_eq!(stored.iss, ISSUER);
-    assert!(stored.gid.is_none());
+        .expect("issued")
+        .access_token;
+    assert_ne!(token, again);
+    let claims = tokens.verify_access_token(&token).await.expect("valid");
+    assert_eq!(claims.client_id, "back-office-7");
+    assert_eq!(claims.sub, "back-office-7");
+    assert_eq!(claims.scope, "api");
+    assert_eq!(claims.iss, ISSUER);
+    assert!(claims.gid.is_none());
     assert!(!format!("{response:?}").contains(&token), "{response:?}");
 
-    // A JWT client still gets a JWT, and writes nothing to the cache.
+    // A JWT client still gets a JWT, and writes nothing to the cache either.
     let jwt_client = client("jwt-client", AccessTokenFormat::Jwt);
     let jwt = tokens
         .client_credentials(&jwt_client, None)
@@ -177,11 +207,11 @@ async fn an_opaque_client_gets_a_random_reference_stored_once_under_its_hash() {
         .expect("issued")
         .access_token;
     assert_eq!(jwt.split('.').count(), 3);
-    assert_eq!(cache.counts(), (0, 1, 0));
+    assert_eq!(cache.counts().1, 0);
 }
 
 #[tokio::test]
-async fn a_known_opaque_token_costs_one_round_trip_like_a_jwt() {
+async fn an_opaque_token_costs_one_round_trip_like_a_jwt() {
     let (tokens, cache) = service().await;
     let back_office = client("back-office", AccessTokenFormat::Opaque);
     let token = tokens
@@ -191,32 +221,56 @@ async fn a_known_opaque_token_costs_one_round_trip_like_a_jwt() {
         .access_token;
     let claims = tokens.verify_access_token(&token).await.expect("valid");
     assert_eq!(claims.client_id, "back-office");
-    assert_eq!(
-        cache.counts(),
-        (1, 1, 1),
-        "first sight: the entry, then the marks"
-    );
+    assert_eq!(cache.counts(), (0, 0, 1), "the revocation marks only");
     tokens.verify_access_token(&token).await.expect("valid");
-    assert_eq!(cache.counts(), (1, 1, 2), "then the revocation marks only");
+    assert_eq!(cache.counts(), (0, 0, 2));
 }
 
 #[tokio::test]
-async fn unknown_and_malformed_opaque_tokens_are_invalid() {
+async fn unknown_changed_and_malformed_opaque_tokens_are_invalid() {
     let (tokens, cache) = service().await;
-    let random = generate_token();
-    let e = tokens
-        .verify_access_token(random.expose())
+    let back_office = client("back-office", AccessTokenFormat::Opaque);
+    let token = tokens
+        .client_credentials(&back_office, None)
         .await
-        .expect_err("never issued");
+        .expect("issued")
+        .access_token;
+    // Every character changed in turn, at a few places: version, key tag, nonce,
+    // ciphertext, tag.
+    for at in [0, 3, 14, 30, token.len() / 2, token.len() - 2] {
+        let mut changed = token.clone().into_bytes();
+        changed[at] = if changed[at] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(changed).expect("ascii");
+        let e = tokens
+            .verify_access_token(&changed)
+            .await
+            .expect_err("changed");
+        assert_eq!(
+            e.description, "the access token is unknown or expired",
+            "{at}"
+        );
+    }
+    // Sealed by another key ring (another deployment, or a key since retired).
+    let (elsewhere, _) = service().await;
+    let foreign = elsewhere
+        .client_credentials(&back_office, None)
+        .await
+        .expect("issued")
+        .access_token;
+    let e = tokens
+        .verify_access_token(&foreign)
+        .await
+        .expect_err("not ours");
     assert_eq!(e.code, "invalid_token");
-    assert_eq!(e.description, "the access token is unknown or expired");
-    assert_eq!(cache.counts(), (1, 0, 0));
+    let random = generate_token();
     for garbage in [
         "",
         "x",
         "not a token at all",
-        &"a".repeat(44),
-        "é".repeat(20).as_str(),
+        random.expose(),
+        &"a".repeat(64),
+        &"a".repeat(5000),
+        "é".repeat(40).as_str(),
     ] {
         let e = tokens
             .verify_access_token(garbage)
@@ -226,43 +280,31 @@ async fn unknown_and_malformed_opaque_tokens_are_invalid() {
     }
     assert_eq!(
         cache.counts(),
-        (1, 0, 0),
-        "malformed tokens are not looked up"
+        (0, 0, 0),
+        "nothing is looked up for any of them"
     );
 }
 
 #[tokio::test]
-async fn an_expired_entry_is_not_honoured_even_if_the_cache_still_has_it() {
-    let (tokens, cache) = service().await;
-    let token = generate_token();
+async fn an_expired_or_foreign_issuer_sealed_token_is_not_honoured() {
+    let (tokens, _cache) = service().await;
     let at = now();
-    let claims = AccessClaims {
-        iss: ISSUER.into(),
-        sub: "back-office".into(),
-        aud: "back-office".into(),
-        exp: at - 1,
-        iat: at - 301,
-        jti: "jti-1".into(),
-        client_id: "back-office".into(),
-        scope: String::new(),
-        auth_time: None,
-        acr: None,
-        sid: None,
-        gid: None,
-    };
-    put_json(
-        &cache.inner,
-        &opaque_token_key(&token.hash()),
-        &claims,
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("put");
+    let expired = sealed(&tokens, &claims_of("back-office", at - 1));
     let e = tokens
-        .verify_access_token(token.expose())
+        .verify_access_token(&expired)
         .await
         .expect_err("expired");
     assert_eq!(e.code, "invalid_token");
+    // Sealed by our keys, but for another issuer sharing them.
+    let mut other = claims_of("back-office", at + 300);
+    other.iss = "https://elsewhere.example.it".into();
+    let e = tokens
+        .verify_access_token(&sealed(&tokens, &other))
+        .await
+        .expect_err("another issuer");
+    assert_eq!(e.code, "invalid_token");
+    let good = sealed(&tokens, &claims_of("back-office", at + 300));
+    tokens.verify_access_token(&good).await.expect("valid");
 }
 
 #[tokio::test]
