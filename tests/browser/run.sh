@@ -11,8 +11,10 @@ root=$(cd ../.. && pwd)
 target="${CARGO_TARGET_DIR:-$root/target}"
 bin="$target/debug/idp-server"
 rp="$target/debug/rp"
-# A no-op when both are up to date; a stale binary would walk old code.
-(cd "$root" && cargo build -p idp-server -p relying-parties --locked)
+# A no-op when both are up to date; a stale binary would walk old code. Every binary of
+# the workspace, as .ci/spid-sp-test and tests/src/process.rs build them: the same set
+# of packages compiles once.
+(cd "$root" && cargo build --workspace --bins --locked)
 [ -x "$bin" ] && [ -x "$rp" ] || { echo "missing $bin or $rp" >&2; exit 1; }
 data=$(mktemp -d)
 port=${IDP_BROWSER_PORT:-18765}

@@ -2,7 +2,7 @@
 //! tests that kill it. Cargo gives integration tests the path of their own crate's
 //! binaries only, so the path is built from the test's own location
 //! (`<target>/<profile>/deps/<test>` → `<target>/<profile>/idp-server`) after a
-//! `cargo build -p idp-server --bin idp-server` (a no-op when it is up to date).
+//! `cargo build --workspace --bins` (a no-op when it is up to date).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,21 +32,17 @@ pub fn idp_server_binary() -> PathBuf {
                 .parent()
                 .expect("the workspace");
             let status = std::process::Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "idp-server",
-                    "--bin",
-                    "idp-server",
-                ])
+                // Every binary of the workspace, as .ci/spid-sp-test and
+                // tests/browser/run.sh build them: one set of packages is one feature
+                // resolution, compiled once.
+                .args(["build", "--quiet", "--workspace", "--bins"])
                 .args(["--profile", &profile])
                 .arg("--target-dir")
                 .arg(&target_dir)
                 .current_dir(workspace)
                 .status()
                 .expect("run cargo build");
-            assert!(status.success(), "cargo build -p idp-server failed");
+            assert!(status.success(), "cargo build --workspace --bins failed");
             let binary = profile_dir.join("idp-server");
             assert!(binary.is_file(), "{} was not built", binary.display());
             binary
