@@ -54,6 +54,30 @@ fn kids(ring: &KeyRing) -> Vec<String> {
         .collect()
 }
 
+/// A ring (rotation delay 0) over a store holding one ES256 key that has been signing
+/// for ten minutes.
+async fn ring_with_an_old_key() -> (Arc<SqlStore>, SigningKey, KeySettings, KeyRing) {
+    let store = store().await;
+    let old = SigningKey::generate(SigningAlgorithm::Es256, now() - 600).unwrap();
+    store.insert_key(&old).await.unwrap();
+    let settings = settings(0);
+    let ring = KeyRing::load(store.clone(), settings.clone())
+        .await
+        .unwrap();
+    (store, old, settings, ring)
+}
+
+/// Moves `kid`'s retire_at into the past (time passing beyond it) and reloads `ring`.
+async fn retire(store: &SqlStore, kid: &str, ring: &KeyRing) {
+    sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE kid = $2")
+        .bind(now() - 1)
+        .bind(kid)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    ring.reload().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_first_start_creates_one_key_per_algorithm_and_publishes_both() {
     let store = store().await;
@@ -326,14 +350,7 @@ async fn after_a_rotation_the_new_key_is_published_at_once_but_signs_only_after_
 
 #[tokio::test]
 async fn with_no_delay_the_new_key_signs_at_once_and_the_old_one_still_verifies() {
-    let store = store().await;
-    // An existing key that has been signing for a while.
-    let old = SigningKey::generate(SigningAlgorithm::Es256, now() - 600).unwrap();
-    store.insert_key(&old).await.unwrap();
-    let settings = settings(0);
-    let ring = KeyRing::load(store.clone(), settings.clone())
-        .await
-        .unwrap();
+    let (store, old, settings, ring) = ring_with_an_old_key().await;
     let token_old = ring.sign(&claims(), None, None).unwrap();
     assert_eq!(header(&token_old).kid.unwrap(), old.kid);
 
@@ -363,13 +380,7 @@ async fn a_key_past_retire_at_leaves_the_jwks_and_storage() {
     assert!(ring.verify::<Claims>(&token, &check()).is_ok());
 
     // Time passes beyond retire_at (simulated by moving retire_at into the past).
-    sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE kid = $2")
-        .bind(now() - 1)
-        .bind(&old.kid)
-        .execute(store.pool())
-        .await
-        .unwrap();
-    ring.reload().await.unwrap();
+    retire(&store, &old.kid, &ring).await;
     assert!(!kids(&ring).contains(&old.kid));
     assert_eq!(
         ring.verify::<Claims>(&token, &check()),
@@ -516,13 +527,7 @@ async fn a_sealed_token_opens_on_every_ring_of_the_same_keys_and_only_there() {
 
 #[tokio::test]
 async fn a_sealed_token_opens_until_its_key_retires() {
-    let store = store().await;
-    let old = SigningKey::generate(SigningAlgorithm::Es256, now() - 600).unwrap();
-    store.insert_key(&old).await.unwrap();
-    let settings = settings(0);
-    let ring = KeyRing::load(store.clone(), settings.clone())
-        .await
-        .unwrap();
+    let (store, old, settings, ring) = ring_with_an_old_key().await;
     let sealed_old = ring.seal(b"old").unwrap();
     assert_eq!(ring.open(&sealed_old).unwrap().1, old.kid);
     let new = KeyRing::rotate(store.as_ref(), &settings, Some(SigningAlgorithm::Es256))
@@ -536,13 +541,7 @@ async fn a_sealed_token_opens_until_its_key_retires() {
         b"old",
         "the old key still opens until retire_at"
     );
-    sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE kid = $2")
-        .bind(now() - 1)
-        .bind(&old.kid)
-        .execute(store.pool())
-        .await
-        .unwrap();
-    ring.reload().await.unwrap();
+    retire(&store, &old.kid, &ring).await;
     assert!(ring.open(&sealed_old).is_none(), "retired with its key");
     assert!(ring.open(&sealed_new).is_some());
 }

@@ -158,6 +158,15 @@ fn claims_of(client: &str, exp: i64) -> AccessClaims {
     }
 }
 
+/// A `client_credentials` access token of `client`, no scope.
+async fn issued(tokens: &TokenService, client: &Client) -> String {
+    tokens
+        .client_credentials(client, None)
+        .await
+        .expect("issued")
+        .access_token
+}
+
 fn sealed(tokens: &TokenService, claims: &AccessClaims) -> String {
     tokens
         .keys
@@ -201,11 +210,7 @@ async fn an_opaque_client_gets_sealed_claims_that_nothing_stores_and_no_one_read
 
     // A JWT client still gets a JWT, and writes nothing to the cache either.
     let jwt_client = client("jwt-client", AccessTokenFormat::Jwt);
-    let jwt = tokens
-        .client_credentials(&jwt_client, None)
-        .await
-        .expect("issued")
-        .access_token;
+    let jwt = issued(&tokens, &jwt_client).await;
     assert_eq!(jwt.split('.').count(), 3);
     assert_eq!(cache.counts().1, 0);
 }
@@ -214,11 +219,7 @@ async fn an_opaque_client_gets_sealed_claims_that_nothing_stores_and_no_one_read
 async fn an_opaque_token_costs_one_round_trip_like_a_jwt() {
     let (tokens, cache) = service().await;
     let back_office = client("back-office", AccessTokenFormat::Opaque);
-    let token = tokens
-        .client_credentials(&back_office, None)
-        .await
-        .expect("issued")
-        .access_token;
+    let token = issued(&tokens, &back_office).await;
     let claims = tokens.verify_access_token(&token).await.expect("valid");
     assert_eq!(claims.client_id, "back-office");
     assert_eq!(cache.counts(), (0, 0, 1), "the revocation marks only");
@@ -230,11 +231,7 @@ async fn an_opaque_token_costs_one_round_trip_like_a_jwt() {
 async fn unknown_changed_and_malformed_opaque_tokens_are_invalid() {
     let (tokens, cache) = service().await;
     let back_office = client("back-office", AccessTokenFormat::Opaque);
-    let token = tokens
-        .client_credentials(&back_office, None)
-        .await
-        .expect("issued")
-        .access_token;
+    let token = issued(&tokens, &back_office).await;
     // Every character changed in turn, at a few places: version, key tag, nonce,
     // ciphertext, tag.
     for at in [0, 3, 14, 30, token.len() / 2, token.len() - 2] {
@@ -252,11 +249,7 @@ async fn unknown_changed_and_malformed_opaque_tokens_are_invalid() {
     }
     // Sealed by another key ring (another deployment, or a key since retired).
     let (elsewhere, _) = service().await;
-    let foreign = elsewhere
-        .client_credentials(&back_office, None)
-        .await
-        .expect("issued")
-        .access_token;
+    let foreign = issued(&elsewhere, &back_office).await;
     let e = tokens
         .verify_access_token(&foreign)
         .await
@@ -312,11 +305,7 @@ async fn only_its_own_client_revokes_an_opaque_token() {
     let (tokens, _cache) = service().await;
     let back_office = client("back-office", AccessTokenFormat::Opaque);
     let other = client("other", AccessTokenFormat::Opaque);
-    let token = tokens
-        .client_credentials(&back_office, None)
-        .await
-        .expect("issued")
-        .access_token;
+    let token = issued(&tokens, &back_office).await;
     // Seen once, so this instance remembers its claims: revocation must still show.
     tokens.verify_access_token(&token).await.expect("valid");
     tokens.revoke(&other, &token, None).await.expect("answered");
