@@ -76,7 +76,7 @@ impl AppState {
     ) -> anyhow::Result<AppState> {
         let sql = SqlStore::connect_with(
             &config.database.url,
-            config.database.max_connections,
+            config.database.pool_size(),
             Duration::from_millis(config.database.acquire_timeout_ms),
         )
         .await
