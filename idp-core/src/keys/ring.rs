@@ -182,6 +182,16 @@ impl Signer {
     }
 }
 
+impl Loaded {
+    /// The key that signs (and seals) with `algorithm` at `at`: among the published keys
+    /// that may sign then, the newest `sign_from` (the order `build` sorts them in).
+    fn current(&self, algorithm: SigningAlgorithm, at: i64) -> Option<&RingKey> {
+        self.keys
+            .iter()
+            .find(|k| k.algorithm == algorithm && k.can_sign_at(at))
+    }
+}
+
 impl RingKey {
     fn is_published_at(&self, now: i64) -> bool {
         self.retire_at.is_none_or(|r| r > now)
@@ -334,11 +344,8 @@ impl KeyRing {
     ) -> Result<String> {
         let algorithm = algorithm.unwrap_or(self.shared.settings.default_algorithm);
         let loaded = self.loaded();
-        let at = now();
         let key = loaded
-            .keys
-            .iter()
-            .find(|k| k.algorithm == algorithm && k.can_sign_at(at))
+            .current(algorithm, now())
             .ok_or_else(|| CoreError::Crypto(format!("no {algorithm} key can sign now")))?;
         let mut header = Header::new(algorithm.jwt());
         header.typ = typ.map(str::to_owned);
@@ -375,9 +382,7 @@ impl KeyRing {
         let algorithm = self.shared.settings.default_algorithm;
         let loaded = self.loaded();
         let key = loaded
-            .keys
-            .iter()
-            .find(|k| k.algorithm == algorithm && k.can_sign_at(now()))
+            .current(algorithm, now())
             .ok_or_else(|| CoreError::Crypto(format!("no {algorithm} key can seal now")))?;
         let failed = || CoreError::Crypto(format!("sealing with {}", key.kid));
         let sealing = &key.parsed.sealing;
