@@ -388,20 +388,23 @@ impl KeyRing {
         let sealing = &key.parsed.sealing;
         let mut nonce = [0; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).map_err(|_| failed())?;
-        let mut token = Vec::with_capacity(SEAL_HEADER_LEN + plaintext.len() + 16);
+        let mut token =
+            Vec::with_capacity(SEAL_HEADER_LEN + plaintext.len() + AES_256_GCM_SIV.tag_len());
         token.push(SEAL_VERSION);
         token.extend_from_slice(&sealing.tag);
         token.extend_from_slice(&nonce);
-        let mut sealed = plaintext.to_vec();
-        sealing
+        token.extend_from_slice(plaintext);
+        // Encrypted where it lies in the token, after the header it authenticates.
+        let (header, body) = token.split_at_mut(SEAL_HEADER_LEN);
+        let tag = sealing
             .key
-            .seal_in_place_append_tag(
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(&token[..1 + SEAL_TAG_LEN]),
-                &mut sealed,
+                Aad::from(&header[..1 + SEAL_TAG_LEN]),
+                body,
             )
             .map_err(|_| failed())?;
-        token.extend_from_slice(&sealed);
+        token.extend_from_slice(tag.as_ref());
         Ok(URL_SAFE_NO_PAD.encode(token))
     }
 
@@ -410,7 +413,7 @@ impl KeyRing {
     /// version, an unknown or retired key, a changed byte).
     pub fn open(&self, token: &str) -> Option<(Vec<u8>, String)> {
         let mut bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-        if bytes.len() < SEAL_HEADER_LEN + 16 || bytes[0] != SEAL_VERSION {
+        if bytes.len() < SEAL_HEADER_LEN + AES_256_GCM_SIV.tag_len() || bytes[0] != SEAL_VERSION {
             return None;
         }
         let loaded = self.loaded();
