@@ -2,9 +2,9 @@
 //! rotating refresh tokens (durable, in storage), access tokens (signed JWTs per RFC
 //! 9068, or opaque tokens, the same claims sealed with a key only the IdP holds, as the
 //! client chose) and ID tokens, introspection (RFC 7662) and revocation (RFC 7009), and
-//! the back-channel logout token. Revocation is visible at once on every instance: revoked grants and
-//! access-token ids are marked in the shared cache for as long as a token they cover
-//! could live.
+//! the back-channel logout token. Revocation is visible at once on every instance:
+//! revoked grants and access-token ids are marked in the shared cache for as long as a
+//! token they cover could live.
 
 use std::sync::Arc;
 use std::time::Duration;
