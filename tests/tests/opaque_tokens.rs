@@ -1,9 +1,10 @@
 //! Opaque access tokens, chosen per client (`access_token_format = "opaque"`): a client
 //! so configured gets sealed tokens (claims encrypted with a key only the IdP holds)
 //! instead of JWTs from every grant, and they work wherever a JWT works (introspection,
-//! userinfo), are revoked by their client and die with their grant (refresh-token reuse, logout). A client left on the default still
-//! gets JWTs. Each body runs on the embedded default and on PostgreSQL + Redis; one more
-//! runs two instances sharing PostgreSQL and Redis.
+//! userinfo), are revoked by their client and die with their grant (refresh-token
+//! reuse, logout). A client left on the default still gets JWTs. Each body runs on the
+//! embedded default and on PostgreSQL + Redis; one more runs two instances sharing
+//! PostgreSQL and Redis.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
