@@ -100,17 +100,20 @@ impl DatabaseConfig {
     /// The connections the pool may open: `max_connections`, or 16 on PostgreSQL and 4
     /// on SQLite when it is unset.
     pub fn pool_size(&self) -> u32 {
-        self.max_connections
-            .unwrap_or(if self.url.starts_with("sqlite:") {
-                SQLITE_POOL
-            } else {
-                POSTGRES_POOL
-            })
+        self.max_connections.unwrap_or(if self.is_sqlite() {
+            SQLITE_POOL
+        } else {
+            POSTGRES_POOL
+        })
+    }
+
+    fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
     }
 
     /// The database kind, for messages (never the URL: it may hold a password).
     pub fn kind_name(&self) -> &'static str {
-        if self.url.starts_with("sqlite:") {
+        if self.is_sqlite() {
             "SQLite"
         } else {
             "PostgreSQL"
