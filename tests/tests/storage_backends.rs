@@ -436,6 +436,171 @@ async fn a_link_and_its_mail_are_written_together(store: Arc<dyn Store>) {
 }
 
 /// Runs each body on a fresh in-memory SQLite and on a throwaway PostgreSQL database.
+/// Many rotations at once, as under load (PostgreSQL batches them into shared
+/// statements): each token is spent once, each replacement belongs to its own grant and
+/// client, and a token presented several times at once wins once; the rest find it
+/// used.
+async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
+    use idp_core::grant::{Grant, Rotated, Rotation};
+    let dir = directory(store.clone());
+    let account = dir
+        .create_account(person("Mario", "Rossi", Some("RSSMRA85T10A562S")))
+        .await
+        .expect("create");
+    store
+        .grant_role(account.id.as_str(), "docente")
+        .await
+        .expect("role");
+    let now = idp_core::directory::now();
+    const GRANTS: usize = 40;
+    for i in 0..GRANTS {
+        store
+            .insert_grant(&Grant {
+                id: format!("g{i}"),
+                account_id: account.id.as_str().into(),
+                client_id: if i == 0 { "governance" } else { "pago-in-rete" }.into(),
+                scope: "openid profile".into(),
+                sid: None,
+                auth_time: now,
+                acr: "password".into(),
+                amr: vec!["pwd".into()],
+                created_at: now,
+                expires_at: now + 3600,
+                revoked_at: None,
+            })
+            .await
+            .expect("grant");
+        // An expired token beside the live one, in grant 1.
+        store
+            .insert_refresh_token(&format!("{i:064x}"), &format!("g{i}"), now + 600)
+            .await
+            .expect("token");
+    }
+    store
+        .insert_refresh_token(&format!("{:064x}", 999), "g1", now - 1)
+        .await
+        .expect("expired token");
+    let old: Vec<String> = (0..GRANTS).map(|i| format!("{i:064x}")).collect();
+    let new: Vec<String> = (0..GRANTS + 6)
+        .map(|i| format!("{:064x}", 1000 + i))
+        .collect();
+    let expired = format!("{:064x}", 999);
+    // Every token once, token 5 five more times, and the expired one, all at once.
+    let mut presented: Vec<&str> = old.iter().map(String::as_str).collect();
+    presented.extend([old[5].as_str(); 5]);
+    presented.push(&expired);
+    let tasks: Vec<_> = presented
+        .iter()
+        .enumerate()
+        .map(|(k, old)| {
+            let (store, old, new) = (store.clone(), old.to_string(), new[k].clone());
+            tokio::spawn(async move {
+                store
+                    .rotate_refresh_token(&Rotation {
+                        old_hash: &old,
+                        new_hash: &new,
+                        client_id: "pago-in-rete",
+                        now,
+                        ttl_secs: 300,
+                    })
+                    .await
+                    .expect("rotate")
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("rotation task"));
+    }
+    for (k, outcome) in outcomes.iter().take(GRANTS).enumerate() {
+        if k == 5 {
+            continue;
+        }
+        let Rotated::Fresh {
+            grant,
+            new_expires_at,
+            account: read,
+        } = outcome
+        else {
+            panic!("token {k} is spent once: {outcome:?}");
+        };
+        assert_eq!(grant.id, format!("g{k}"));
+        if k == 0 {
+            // Grant 0 is another client's: spent, nothing stored.
+            assert_eq!(*new_expires_at, None);
+            assert_eq!(
+                store.grant_of_refresh_token(&new[k]).await.expect("read"),
+                None
+            );
+            continue;
+        }
+        assert_eq!(*new_expires_at, Some(now + 300));
+        assert_eq!(
+            store.grant_of_refresh_token(&new[k]).await.expect("read"),
+            Some(format!("g{k}"))
+        );
+        // PostgreSQL reads the account and its roles in the same statement.
+        if let Some(read) = read {
+            assert_eq!(read.0.id, account.id);
+            assert_eq!(read.1, vec!["docente".to_string()]);
+        }
+    }
+    // Token 5: six uses at once, one fresh, five found used.
+    let mut token5: Vec<&Rotated> = vec![&outcomes[5]];
+    token5.extend(&outcomes[GRANTS..GRANTS + 5]);
+    let fresh = token5
+        .iter()
+        .filter(|o| matches!(o, Rotated::Fresh { .. }))
+        .count();
+    let reused = token5
+        .iter()
+        .filter(|o| matches!(o, Rotated::Reused { grant_id } if grant_id == "g5"))
+        .count();
+    assert_eq!((fresh, reused), (1, 5), "{token5:?}");
+    let mut stored = 0;
+    for n in new[GRANTS..GRANTS + 5].iter().chain([&new[5]]) {
+        if store
+            .grant_of_refresh_token(n)
+            .await
+            .expect("read")
+            .is_some()
+        {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1, "one replacement stored for token 5");
+    assert!(matches!(outcomes[GRANTS + 5], Rotated::Expired));
+    // The replacements rotate in turn; the old tokens stay spent.
+    let again = store
+        .rotate_refresh_token(&Rotation {
+            old_hash: &new[7],
+            new_hash: &format!("{:064x}", 5000),
+            client_id: "pago-in-rete",
+            now,
+            ttl_secs: 300,
+        })
+        .await
+        .expect("rotate again");
+    assert!(matches!(
+        again,
+        Rotated::Fresh {
+            new_expires_at: Some(_),
+            ..
+        }
+    ));
+    let replay = store
+        .rotate_refresh_token(&Rotation {
+            old_hash: &old[7],
+            new_hash: &format!("{:064x}", 5001),
+            client_id: "pago-in-rete",
+            now,
+            ttl_secs: 300,
+        })
+        .await
+        .expect("replay");
+    assert!(matches!(replay, Rotated::Reused { grant_id } if grant_id == "g7"));
+}
+
 macro_rules! on_both_databases {
     ($($body:ident),* $(,)?) => {
         mod sqlite {
@@ -480,4 +645,5 @@ on_both_databases!(
     a_failed_mail_waits_for_its_retry_then_is_given_up,
     concurrent_claims_never_share_a_mail,
     a_link_and_its_mail_are_written_together,
+    concurrent_rotations_spend_each_token_once,
 );

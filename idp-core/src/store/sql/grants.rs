@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{DatabaseKind, SqlStore, account_columns, account_from_row};
+use super::{DatabaseKind, SqlStore, account_from_row};
 use crate::grant::{Grant, GrantStore, RefreshUse, Rotated, Rotation};
 use crate::{CoreError, Result};
 
@@ -131,16 +131,10 @@ impl GrantStore for SqlStore {
         match self.kind() {
             DatabaseKind::Postgres => {
                 // PostgreSQL runs data-modifying CTEs: spend, insert and read the grant,
-                // its account and roles in one statement: one round trip and one commit
-                // (one WAL flush). One row per role, as in `account_with_roles`.
-                let rows = sqlx::query(ROTATE_POSTGRES)
-                    .bind(r.old_hash)
-                    .bind(r.now)
-                    .bind(r.new_hash)
-                    .bind(r.client_id)
-                    .bind(r.ttl_secs)
-                    .fetch_all(self.pool())
-                    .await?;
+                // its account and roles in one statement, with the other rotations that
+                // arrive meanwhile (`rotations`): one round trip and one commit (one WAL
+                // flush) for the batch. One row per role, as in `account_with_roles`.
+                let rows = self.rotations()?.rotate(r).await?;
                 if let Some(first) = rows.first() {
                     let account = match first.try_get::<Option<String>, _>("id")? {
                         Some(_) => {
@@ -256,30 +250,6 @@ const INSERT_REPLACEMENT: &str = "INSERT INTO refresh_tokens \
      SELECT $3, g.id, $2, CASE WHEN $2 + $5 < g.expires_at THEN $2 + $5 ELSE g.expires_at END \
      FROM grants g WHERE g.id = $1 AND g.client_id = $4 AND g.revoked_at IS NULL \
      AND g.expires_at > $2 RETURNING expires_at";
-
-/// SPEND, INSERT_REPLACEMENT, the grant (columns `g_*`), its account and roles as one
-/// PostgreSQL statement: one round trip and one commit.
-const ROTATE_POSTGRES: &str = concat!(
-    "WITH spent AS ( \
-         UPDATE refresh_tokens SET used_at = $2 \
-         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id \
-     ), fresh AS ( \
-         INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
-         SELECT $3, g.id, $2, \
-             CASE WHEN $2 + $5 < g.expires_at THEN $2 + $5 ELSE g.expires_at END \
-         FROM grants g JOIN spent ON g.id = spent.grant_id \
-         WHERE g.client_id = $4 AND g.revoked_at IS NULL AND g.expires_at > $2 \
-         RETURNING expires_at \
-     ) \
-     SELECT g.id AS g_id, g.account_id AS g_account_id, g.client_id AS g_client_id, \
-         g.scope AS g_scope, g.sid AS g_sid, g.auth_time AS g_auth_time, g.acr AS g_acr, \
-         g.amr AS g_amr, g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
-         g.revoked_at AS g_revoked_at, (SELECT expires_at FROM fresh) AS new_expires_at, ",
-    account_columns!(),
-    ", r.role FROM grants g JOIN spent ON g.id = spent.grant_id \
-     LEFT JOIN accounts a ON a.id = g.account_id \
-     LEFT JOIN account_roles r ON r.account_id = a.id ORDER BY r.role"
-);
 
 impl SqlStore {
     /// Why a refresh token could not be spent: used before, expired, or unknown.

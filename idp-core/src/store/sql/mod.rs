@@ -10,6 +10,7 @@ mod keys;
 mod links;
 mod mail_queue;
 mod roles;
+mod rotations;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -58,6 +59,8 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqlStore {
     pool: AnyPool,
     kind: DatabaseKind,
+    /// PostgreSQL's refresh-token rotations, batched.
+    rotations: Option<rotations::Rotations>,
 }
 
 impl SqlStore {
@@ -133,13 +136,19 @@ impl SqlStore {
                 })
             });
         }
+        let rotations = (kind == DatabaseKind::Postgres)
+            .then(|| rotations::Rotations::new(options.clone(), acquire_timeout));
         let pool = pool.connect_with(options).await?;
         if kind == DatabaseKind::Sqlite && !memory {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
                 .await?;
         }
-        Ok(Self { pool, kind })
+        Ok(Self {
+            pool,
+            kind,
+            rotations,
+        })
     }
 
     /// Applies the migrations of this database kind (idempotent).
@@ -160,8 +169,18 @@ impl SqlStore {
         &self.pool
     }
 
+    /// The batched rotations (PostgreSQL only).
+    fn rotations(&self) -> Result<&rotations::Rotations> {
+        self.rotations.as_ref().ok_or(CoreError::Invalid(
+            "batched rotations are PostgreSQL's".into(),
+        ))
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(rotations) = &self.rotations {
+            rotations.close().await;
+        }
     }
 }
 
