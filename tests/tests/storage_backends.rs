@@ -442,6 +442,16 @@ async fn a_link_and_its_mail_are_written_together(store: Arc<dyn Store>) {
 /// used.
 async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
     use idp_core::grant::{Grant, Rotated, Rotation};
+    /// A rotation by client pago-in-rete, whose grants are all but g0.
+    fn rotation<'a>(old: &'a str, new: &'a str, now: i64) -> Rotation<'a> {
+        Rotation {
+            old_hash: old,
+            new_hash: new,
+            client_id: "pago-in-rete",
+            now,
+            ttl_secs: 300,
+        }
+    }
     let dir = directory(store.clone());
     let account = dir
         .create_account(person("Mario", "Rossi", Some("RSSMRA85T10A562S")))
@@ -470,12 +480,12 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
             })
             .await
             .expect("grant");
-        // An expired token beside the live one, in grant 1.
         store
             .insert_refresh_token(&format!("{i:064x}"), &format!("g{i}"), now + 600)
             .await
             .expect("token");
     }
+    // An expired token beside the live one, in grant 1.
     store
         .insert_refresh_token(&format!("{:064x}", 999), "g1", now - 1)
         .await
@@ -496,13 +506,7 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
             let (store, old, new) = (store.clone(), old.to_string(), new[k].clone());
             tokio::spawn(async move {
                 store
-                    .rotate_refresh_token(&Rotation {
-                        old_hash: &old,
-                        new_hash: &new,
-                        client_id: "pago-in-rete",
-                        now,
-                        ttl_secs: 300,
-                    })
+                    .rotate_refresh_token(&rotation(&old, &new, now))
                     .await
                     .expect("rotate")
             })
@@ -572,13 +576,7 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
     assert!(matches!(outcomes[GRANTS + 5], Rotated::Expired));
     // The replacements rotate in turn; the old tokens stay spent.
     let again = store
-        .rotate_refresh_token(&Rotation {
-            old_hash: &new[7],
-            new_hash: &format!("{:064x}", 5000),
-            client_id: "pago-in-rete",
-            now,
-            ttl_secs: 300,
-        })
+        .rotate_refresh_token(&rotation(&new[7], &format!("{:064x}", 5000), now))
         .await
         .expect("rotate again");
     assert!(matches!(
@@ -589,13 +587,7 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
         }
     ));
     let replay = store
-        .rotate_refresh_token(&Rotation {
-            old_hash: &old[7],
-            new_hash: &format!("{:064x}", 5001),
-            client_id: "pago-in-rete",
-            now,
-            ttl_secs: 300,
-        })
+        .rotate_refresh_token(&rotation(&old[7], &format!("{:064x}", 5001), now))
         .await
         .expect("replay");
     assert!(matches!(replay, Rotated::Reused { grant_id } if grant_id == "g7"));
