@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::http::HeaderValue;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::TlsConfig;
 
@@ -21,14 +20,9 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// How long in-flight requests get to finish once shutdown starts.
 const GRACE: Duration = Duration::from_secs(30);
 
-/// The `Strict-Transport-Security` layer, when this server speaks TLS.
-pub fn hsts(tls: Option<&TlsConfig>) -> Option<SetResponseHeaderLayer<HeaderValue>> {
-    tls.map(|_| {
-        SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static(HSTS),
-        )
-    })
+/// The `Strict-Transport-Security` value, when this server speaks TLS.
+pub fn hsts(tls: Option<&TlsConfig>) -> Option<HeaderValue> {
+    tls.map(|_| HeaderValue::from_static(HSTS))
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then lets in-flight
