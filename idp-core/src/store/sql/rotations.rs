@@ -41,12 +41,14 @@ pub(super) const MAX_IN_FLIGHT: usize = 2;
 pub(super) const MAX_BATCH: usize = 256;
 
 /// The batched rotations of one store: their own connections, and the task that
-/// batches them (started on first use, on the runtime that uses the store). Cheap to
-/// clone.
+/// batches them (started on first use, on the Tokio runtime that uses the store). Cheap
+/// to clone.
 #[derive(Clone, Debug)]
 pub(super) struct Rotations {
     pool: AnyPool,
-    batcher: Arc<OnceLock<RotationBatcher>>,
+    /// Where rotations wait for the batching task, which ends when the last clone of
+    /// the queue is dropped.
+    queue: Arc<OnceLock<mpsc::Sender<Pending>>>,
 }
 
 impl Rotations {
@@ -74,28 +76,38 @@ impl Rotations {
             .connect_lazy_with(options);
         Self {
             pool,
-            batcher: Arc::default(),
+            queue: Arc::default(),
         }
     }
 
     /// Runs one rotation in the next batch: the rows of [`ROTATE_BATCH`] for it, none
     /// when the old token was not spent (used, expired or unknown).
     pub(super) async fn rotate(&self, r: &Rotation<'_>) -> Result<Vec<AnyRow>> {
-        self.batcher
-            .get_or_init(|| RotationBatcher::start(self.pool.clone()))
-            .rotate(r)
+        let queue = self.queue.get_or_init(|| {
+            let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
+            tokio::spawn(batch_rotations(self.pool.clone(), rx));
+            queue
+        });
+        let (reply, rows) = oneshot::channel();
+        let item = Item {
+            ord: 0,
+            o: r.old_hash.to_owned(),
+            n: r.new_hash.to_owned(),
+            c: r.client_id.to_owned(),
+            t: r.now,
+            l: r.ttl_secs,
+        };
+        let stopped = || CoreError::Storage(sqlx::Error::PoolClosed);
+        queue
+            .send(Pending { item, reply })
             .await
+            .map_err(|_| stopped())?;
+        rows.await.map_err(|_| stopped())?
     }
 
     pub(super) async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Sends rotations to the task that batches them.
-#[derive(Debug)]
-struct RotationBatcher {
-    queue: mpsc::Sender<Pending>,
 }
 
 /// One rotation waiting for its batch, and where its rows go.
@@ -115,34 +127,6 @@ struct Item {
     c: String,
     t: i64,
     l: i64,
-}
-
-impl RotationBatcher {
-    /// Starts the batching task on the current Tokio runtime. It ends when the batcher
-    /// is dropped.
-    fn start(pool: AnyPool) -> Self {
-        let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(batch_rotations(pool, rx));
-        Self { queue }
-    }
-
-    async fn rotate(&self, r: &Rotation<'_>) -> Result<Vec<AnyRow>> {
-        let (reply, rows) = oneshot::channel();
-        let item = Item {
-            ord: 0,
-            o: r.old_hash.to_owned(),
-            n: r.new_hash.to_owned(),
-            c: r.client_id.to_owned(),
-            t: r.now,
-            l: r.ttl_secs,
-        };
-        let stopped = || CoreError::Storage(sqlx::Error::PoolClosed);
-        self.queue
-            .send(Pending { item, reply })
-            .await
-            .map_err(|_| stopped())?;
-        rows.await.map_err(|_| stopped())?
-    }
 }
 
 async fn batch_rotations(pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {
