@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{DatabaseKind, SqlStore, account_from_row};
+use super::{SqlStore, account_from_row};
 use crate::grant::{Grant, GrantStore, RefreshUse, Rotated, Rotation};
 use crate::{CoreError, Result};
 
@@ -128,13 +128,14 @@ impl GrantStore for SqlStore {
 
     async fn rotate_refresh_token(&self, r: &Rotation<'_>) -> Result<Rotated> {
         // Each arm returns a fresh rotation; what falls through was not spent.
-        match self.kind() {
-            DatabaseKind::Postgres => {
+        // PostgreSQL's store has the batched rotations, SQLite's none.
+        match &self.rotations {
+            Some(rotations) => {
                 // PostgreSQL runs data-modifying CTEs: spend, insert and read the grant,
                 // its account and roles in one statement, with the other rotations that
                 // arrive meanwhile (`rotations`): one round trip and one commit (one WAL
                 // flush) for the batch. One row per role, as in `account_with_roles`.
-                let rows = self.rotations()?.rotate(r).await?;
+                let rows = rotations.rotate(r).await?;
                 if let Some(first) = rows.first() {
                     let account = match first.try_get::<Option<String>, _>("id")? {
                         Some(_) => {
@@ -155,7 +156,7 @@ impl GrantStore for SqlStore {
                     });
                 }
             }
-            DatabaseKind::Sqlite => {
+            None => {
                 // SQLite has no data-modifying CTEs: two statements, with no transaction
                 // around them, since every statement is a hop to the connection's thread.
                 // The spend alone decides which concurrent use wins, as in

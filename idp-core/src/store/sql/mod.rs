@@ -59,7 +59,7 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqlStore {
     pool: AnyPool,
     kind: DatabaseKind,
-    /// PostgreSQL's refresh-token rotations, batched.
+    /// PostgreSQL's refresh-token rotations, batched; `None` on SQLite.
     rotations: Option<rotations::Rotations>,
 }
 
@@ -167,13 +167,6 @@ impl SqlStore {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
-    }
-
-    /// The batched rotations (PostgreSQL only).
-    fn rotations(&self) -> Result<&rotations::Rotations> {
-        self.rotations.as_ref().ok_or(CoreError::Invalid(
-            "batched rotations are PostgreSQL's".into(),
-        ))
     }
 
     pub async fn close(&self) {
