@@ -64,7 +64,8 @@ try {
   check((await page.locator('#accedi').count()) === 1, 'Pago in rete shows "Accedi" when signed out');
   await shot('01-pago-in-rete');
   await page.locator('#accedi').click();
-  check(page.url().startsWith(`${base}/login`), `"Accedi" leads to the IdP's login page (${page.url()})`);
+  check(page.url().startsWith(`${base}/authorize?`) && (await page.locator('#username').count()) === 1,
+    `"Accedi" leads to the IdP's login page, shown at /authorize (${page.url()})`);
   await shot('02-login');
 
   // 2. "Entra con SPID" -> the identity provider chooser -> the local test IdP.
@@ -181,7 +182,8 @@ try {
     check(out, `${name}: signed out too`);
   }
   await page.goto(`${pago}/accedi`);
-  check(page.url().startsWith(`${base}/login`), 'a new "Accedi" asks to sign in again');
+  check(page.url().startsWith(`${base}/authorize?`) && (await page.locator('#username').count()) === 1,
+    'a new "Accedi" asks to sign in again');
 
   // Bootstrap Italia's CSS embeds data: fonts that our CSP blocks, and the browser asks
   // for a favicon we do not serve: known, harmless; anything else (a CSP refusal of a

@@ -10,7 +10,7 @@ use axum::Form;
 use axum::routing::post;
 use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId as IdpClientId, GrantType};
 use idp_server::admin::clients::ClientSeed;
-use idp_tests::harness::{Backend, Browser, TestIdp, query_param};
+use idp_tests::harness::{Backend, Browser, TestIdp, hidden, query_param};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
@@ -511,10 +511,107 @@ async fn logout_reaches_every_client_of_the_session(backend: Backend) {
     idp.stop().await;
 }
 
+/// A password login is three requests: `/authorize` answers with the login form
+/// itself, the form's POST goes straight back to the client with the code (no stop at
+/// `/login` or `/authorize/resume`), and the code exchange. A wrong password shows the
+/// form again with the request still parked, and the right one then completes it.
+async fn a_password_login_is_three_requests(backend: Backend) {
+    let idp = TestIdp::start(backend, vec![seed("pago-in-rete", None)]).await;
+    idp.account("Anna", "Bianchi", PASSWORD).await;
+    let rp = relying_party(&idp, "pago-in-rete").await;
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf, _) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .url();
+    let form = http.get(url.as_str()).send().await.expect("GET /authorize");
+    assert_eq!(form.status(), 200, "/authorize shows the form, no redirect");
+    assert!(form.headers().get("location").is_none());
+    assert_eq!(
+        form.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "the form is never cached"
+    );
+    let form = form.text().await.expect("body");
+    assert!(form.contains(r#"action="/login""#), "{form}");
+    assert!(
+        form.contains("Servizio pago-in-rete"),
+        "the client is named"
+    );
+    let req = hidden(&form, "req").expect("req");
+    let token = hidden(&form, "csrf").expect("csrf");
+
+    let post = |password: &'static str, csrf: String| {
+        http.post(idp.url("/login"))
+            .form(&[
+                ("req", req.as_str()),
+                ("csrf", csrf.as_str()),
+                ("username", "anna.bianchi"),
+                ("password", password),
+            ])
+            .send()
+    };
+    let wrong = post("Not-the-Passw0rd!", token).await.expect("POST /login");
+    assert_eq!(wrong.status(), 200);
+    let wrong = wrong.text().await.expect("body");
+    assert!(
+        wrong.contains("Username o password non corretti."),
+        "{wrong}"
+    );
+    assert_eq!(hidden(&wrong, "req").as_deref(), Some(req.as_str()));
+    let token = hidden(&wrong, "csrf").expect("csrf");
+
+    let back = post(PASSWORD, token).await.expect("POST /login");
+    assert_eq!(back.status(), 303, "the sign-in answers with the way back");
+    let location = back
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .expect("location")
+        .to_string();
+    assert!(
+        location.starts_with(REDIRECT),
+        "straight to the client: {location}"
+    );
+    assert_eq!(
+        query_param(&location, "state").as_deref(),
+        Some(csrf.secret().as_str())
+    );
+    let code = query_param(&location, "code").expect("code");
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&oidc_http())
+        .await
+        .expect("code exchange");
+    assert!(tokens.id_token().is_some());
+    // The parked request is finished: resuming it again is refused.
+    let again = http
+        .get(idp.url(&format!("/authorize/resume?req={req}")))
+        .send()
+        .await
+        .expect("GET /authorize/resume");
+    assert_eq!(again.status(), 400);
+    idp.stop().await;
+}
+
 idp_tests::on_both_backends!(
     the_whole_code_flow_works_with_a_certified_client,
     introspection_reflects_revocation_at_once,
     client_credentials_give_a_token_about_the_client,
     prompt_none_needs_a_session,
     logout_reaches_every_client_of_the_session,
+    a_password_login_is_three_requests,
 );

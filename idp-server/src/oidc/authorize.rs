@@ -325,10 +325,10 @@ async fn proceed(
             };
             return redirect_error(state, &request.redirect_uri, request.state.clone(), &e);
         }
-        return park(state, &request).await;
+        return park(state, jar, client, &request).await;
     }
     let Some(session) = session else {
-        return park(state, &request).await;
+        return park(state, jar, client, &request).await;
     };
     complete(state, client, request, &session).await
 }
@@ -354,11 +354,18 @@ async fn complete(
     }
 }
 
-async fn park(state: &AppState, request: &AuthorizationRequest) -> Response {
+/// Parks the request and answers with the login page for it (the page is shown at
+/// `/authorize`; its form posts to `/login`).
+async fn park(
+    state: &AppState,
+    jar: CookieJar,
+    client: &Client,
+    request: &AuthorizationRequest,
+) -> Response {
     if let Err(e) = park_only(state, request).await {
         return AppError::from(e).into_response();
     }
-    Redirect::to(&format!("/login?req={}", request.id)).into_response()
+    super::login::page_for_request(state, jar, request, client)
 }
 
 /// Keeps a request in the cache until it is resumed (or expires).
@@ -391,7 +398,19 @@ pub async fn resume(
     jar: CookieJar,
     Query(p): Query<ResumeParams>,
 ) -> Response {
-    let request = match parked(&state, &p.req).await {
+    let session = match session_cookie::current(&state, &jar).await {
+        Ok(s) => s.map(|(_, s)| s),
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    resume_parked(&state, &p.req, session).await
+}
+
+/// Continues the parked request `req` for `session`: the code (or the client's
+/// enablement step), or the login page again if the session does not meet the
+/// request. The login form calls it straight after a sign-in, in the same response,
+/// so that the browser goes from the form to the client in one redirect.
+pub async fn resume_parked(state: &AppState, req: &str, session: Option<SsoSession>) -> Response {
+    let request = match parked(state, req).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return ErrorPage::response(
@@ -402,17 +421,13 @@ pub async fn resume(
         }
         Err(e) => return AppError::from(e).into_response(),
     };
-    let client = match check_client(&state, Some(&request.client_id)).await {
+    let client = match check_client(state, Some(&request.client_id)).await {
         Ok(c) => c,
         Err(page) => return page.into_response(),
     };
-    let session = match session_cookie::current(&state, &jar).await {
-        Ok(s) => s.map(|(_, s)| s),
-        Err(e) => return AppError::from(e).into_response(),
-    };
     match session {
         Some(session) if !needs_login(&request, Some(&session), state.spid.is_some()) => {
-            complete(&state, &client, request, &session).await
+            complete(state, &client, request, &session).await
         }
         _ => Redirect::to(&format!("/login?req={}", request.id)).into_response(),
     }

@@ -69,7 +69,47 @@ pub async fn page_handler(
     error: Option<String>,
 ) -> Result<Response, AppError> {
     let (client_name, acr_values) = parked_request(state, &req).await?;
-    let spid = crate::spid::chooser(state, &req, &acr_values);
+    Ok(render(
+        state,
+        jar,
+        req,
+        client_name,
+        &acr_values,
+        username,
+        error,
+    ))
+}
+
+/// The login page for the request just parked by `/authorize`, shown in its response
+/// (no redirect to `/login`): its client and `acr_values` are at hand.
+pub fn page_for_request(
+    state: &AppState,
+    jar: CookieJar,
+    request: &authorize::AuthorizationRequest,
+    client: &idp_core::client::Client,
+) -> Response {
+    render(
+        state,
+        jar,
+        request.id.clone(),
+        Some(client.name.clone()),
+        &request.acr_values,
+        String::new(),
+        None,
+    )
+}
+
+/// The login page; never cached.
+fn render(
+    state: &AppState,
+    jar: CookieJar,
+    req: String,
+    client_name: Option<String>,
+    acr_values: &[String],
+    username: String,
+    error: Option<String>,
+) -> Response {
+    let spid = crate::spid::chooser(state, &req, acr_values);
     let password_allowed = spid.as_ref().is_none_or(|c| c.required_level.is_none());
     let (jar, csrf) = crate::pages::csrf::token(state, jar);
     let body = page(&LoginPage {
@@ -81,7 +121,8 @@ pub async fn page_handler(
         spid,
         password_allowed,
     });
-    Ok((jar, body).into_response())
+    // The form names a parked request and carries a token bound to this browser.
+    super::no_store((jar, body).into_response())
 }
 
 pub async fn page_get(
@@ -161,9 +202,8 @@ pub async fn submit(
     let refusal = match outcome {
         SignIn::Authenticated(account) => {
             limiter.reset(&LOGIN_ACCOUNT, &account_key).await?;
-            let jar = crate::pages::start_session(&state, jar, &account).await?;
-            let next = crate::pages::after_sign_in(&form.req);
-            return Ok((jar, Redirect::to(&next)).into_response());
+            let (jar, session) = crate::pages::start_session(&state, jar, &account).await?;
+            return Ok(crate::pages::continue_after_sign_in(&state, jar, &form.req, session).await);
         }
         SignIn::MustChangePassword(account) => {
             limiter.reset(&LOGIN_ACCOUNT, &account_key).await?;

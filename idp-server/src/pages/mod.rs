@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
 use idp_core::account::{AccountId, Email};
@@ -130,17 +131,34 @@ pub async fn start_session(
     state: &AppState,
     jar: CookieJar,
     account: &Account,
-) -> idp_core::Result<CookieJar> {
+) -> idp_core::Result<(CookieJar, SsoSession)> {
     let (token, session) = state
         .sessions
         .start(account.id.as_str(), ACR_PASSWORD, vec!["pwd".into()])
         .await?;
     tracing::info!(account = %account.id, sid = %session.sid, "password sign-in");
-    Ok(jar.add(session_cookie::build(
+    let jar = jar.add(session_cookie::build(
         state,
         session_cookie::session_name(state),
         token.expose().to_string(),
-    )))
+    ));
+    Ok((jar, session))
+}
+
+/// Where a sign-in that has just started `session` goes, in the same response: the
+/// parked authorization request `req` resumed (the client, or its enablement step), or
+/// the home page when there is none.
+pub async fn continue_after_sign_in(
+    state: &AppState,
+    jar: CookieJar,
+    req: &str,
+    session: SsoSession,
+) -> Response {
+    if req.is_empty() {
+        return (jar, Redirect::to("/")).into_response();
+    }
+    let next = crate::oidc::authorize::resume_parked(state, req, Some(session)).await;
+    (jar, next).into_response()
 }
 
 /// Ends every SSO session of the account but `keep` (back-channel logout included).

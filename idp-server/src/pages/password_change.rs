@@ -20,7 +20,7 @@ use idp_core::rate_limit::{LOGIN_ACCOUNT, wait_message_it};
 use idp_core::secret::{TokenHash, generate_token};
 use serde::Deserialize;
 
-use super::{after_sign_in, csrf, end_other_sessions, limiter, signed_in, start_session};
+use super::{continue_after_sign_in, csrf, end_other_sessions, limiter, signed_in, start_session};
 use crate::error::AppError;
 use crate::oidc::session_cookie;
 use crate::state::AppState;
@@ -233,8 +233,8 @@ pub async fn forced_post(
         )
         .await;
     let jar = jar.add(session_cookie::removal(&state, pending_cookie(&state)));
-    let jar = start_session(&state, jar, &account).await?;
-    Ok((jar, Redirect::to(&after_sign_in(&pending.req))).into_response())
+    let (jar, session) = start_session(&state, jar, &account).await?;
+    Ok(continue_after_sign_in(&state, jar, &pending.req, session).await)
 }
 
 fn area_form(state: &AppState, csrf: String, account: &Account) -> PasswordForm {
