@@ -82,6 +82,21 @@ impl RateLimiter {
         self.cache.time_to_live(&lock_key(limit, subject)).await
     }
 
+    /// `locked` for two (limit, subject) pairs at once (one round trip on Redis): the
+    /// first pair's wait if it is locked, else the second's.
+    pub async fn locked_either(
+        &self,
+        first: (&Limit, &str),
+        second: (&Limit, &str),
+    ) -> Result<Option<(&'static str, Duration)>> {
+        let (a, b) = tokio::try_join!(
+            self.locked(first.0, first.1),
+            self.locked(second.0, second.1)
+        )?;
+        Ok(a.map(|w| (first.0.name, w))
+            .or(b.map(|w| (second.0.name, w))))
+    }
+
     /// Counts one event (a failure, a sent mail); the event that reaches the maximum
     /// starts the lock.
     pub async fn record(&self, limit: &Limit, subject: &str) -> Result<()> {

@@ -188,6 +188,37 @@ fn revoked_jti_key(jti: &str) -> String {
     format!("revoked-jti:{jti}")
 }
 
+/// The checks of a presented code against its record, each with its precise error.
+fn check_code(
+    record: &CodeRecord,
+    client: &Client,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    if record.client_id != client.id.as_str() {
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
+    }
+    if redirect_uri != Some(record.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&record.code_challenge, code_verifier) {
+        (Some(challenge), Some(verifier)) if !pkce_matches(verifier, challenge) => {
+            Err(OAuthError::invalid_grant(
+                "PKCE verification failed: code_verifier does not match code_challenge",
+            ))
+        }
+        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required")),
+        (None, Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier given but the authorization request had no code_challenge",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn secs(n: i64) -> Duration {
     Duration::from_secs(u64::try_from(n).unwrap_or(0).max(1))
 }
@@ -251,41 +282,17 @@ impl TokenService {
         let Some(record) = take_json::<CodeRecord>(&*self.cache, &code_key(code)).await? else {
             return Err(self.replayed_or_unknown_code(code).await?);
         };
-        // Remember the code as used for as long as the tokens it gave could live.
-        self.cache
-            .put(
-                &used_code_key(code),
-                record.grant_id.as_bytes(),
-                secs(self.settings.access_token_ttl_secs.max(600)),
-            )
-            .await?;
-        if record.client_id != client.id.as_str() {
-            return Err(OAuthError::invalid_grant(
-                "the code was issued to another client",
-            ));
-        }
-        if redirect_uri != Some(record.redirect_uri.as_str()) {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri does not match the authorization request",
-            ));
-        }
-        match (&record.code_challenge, code_verifier) {
-            (Some(challenge), Some(verifier)) => {
-                if !pkce_matches(verifier, challenge) {
-                    return Err(OAuthError::invalid_grant(
-                        "PKCE verification failed: code_verifier does not match code_challenge",
-                    ));
-                }
-            }
-            (Some(_), None) => {
-                return Err(OAuthError::invalid_grant("code_verifier is required"));
-            }
-            (None, Some(_)) => {
-                return Err(OAuthError::invalid_grant(
-                    "code_verifier given but the authorization request had no code_challenge",
-                ));
-            }
-            (None, None) => {}
+        // Remember the code as used for as long as the tokens it gave could live: also
+        // when a check below refuses it (a code is spent once presented).
+        let used_key = used_code_key(code);
+        let mark_used = self.cache.put(
+            &used_key,
+            record.grant_id.as_bytes(),
+            secs(self.settings.access_token_ttl_secs.max(600)),
+        );
+        if let Err(refusal) = check_code(&record, client, redirect_uri, code_verifier) {
+            mark_used.await?;
+            return Err(refusal);
         }
         let at = now();
         let grant = Grant {
@@ -301,9 +308,30 @@ impl TokenService {
             expires_at: at + self.settings.grant_ttl_secs,
             revoked_at: None,
         };
-        self.store.insert_grant(&grant).await?;
-        self.tokens_for_grant(client, &grant, record.nonce.as_deref())
-            .await
+        // The mark, the grant and the read of the account for the ID token are
+        // independent: sent together, one round trip each to the cache and the database
+        // instead of one after the other.
+        let account_id = AccountId::from_string(grant.account_id.clone());
+        let account = async {
+            if has_scope(&grant.scope, "openid") {
+                self.store.account_with_roles(&account_id).await
+            } else {
+                Ok(None)
+            }
+        };
+        let ((), (), account) =
+            tokio::try_join!(mark_used, self.store.insert_grant(&grant), account)?;
+        if account.is_none() && has_scope(&grant.scope, "openid") {
+            return Err(OAuthError::invalid_grant("the account no longer exists"));
+        }
+        self.issue_tokens(
+            client,
+            &grant,
+            record.nonce.as_deref(),
+            None,
+            account.map(Box::new),
+        )
+        .await
     }
 
     async fn replayed_or_unknown_code(&self, code: &str) -> Result<OAuthError> {
@@ -403,15 +431,6 @@ impl TokenService {
         }
         self.issue_tokens(client, &grant, None, Some(replacement), account)
             .await
-    }
-
-    async fn tokens_for_grant(
-        &self,
-        client: &Client,
-        grant: &Grant,
-        nonce: Option<&str>,
-    ) -> Result<TokenResponse, OAuthError> {
-        self.issue_tokens(client, grant, nonce, None, None).await
     }
 
     /// The token response for a grant. `stored_refresh` is a refresh token already

@@ -341,13 +341,22 @@ async fn complete(
     mut request: AuthorizationRequest,
     session: &SsoSession,
 ) -> Response {
-    let outcome = match super::enablement::gate(state, client, &mut request, session).await {
-        Ok(super::enablement::Gate::Redirect(r)) => return r,
-        Ok(super::enablement::Gate::Proceed) => issue_code(state, client, &request, session).await,
-        Err(e) => Err(e),
+    let gate = super::enablement::gate(state, client, &mut request, session).await;
+    // The parked request, if any, is finished either way (deleted while the code is
+    // issued: on Redis, the writes go in one round trip).
+    let finished = async {
+        let _ = state.cache.delete(&format!("authz:{}", request.id)).await;
     };
-    // The parked request, if any, is finished either way.
-    let _ = state.cache.delete(&format!("authz:{}", request.id)).await;
+    let outcome = match gate {
+        Ok(super::enablement::Gate::Redirect(r)) => return r,
+        Ok(super::enablement::Gate::Proceed) => {
+            tokio::join!(issue_code(state, client, &request, session), finished).0
+        }
+        Err(e) => {
+            finished.await;
+            Err(e)
+        }
+    };
     match outcome {
         Ok(r) => r,
         Err(e) => redirect_error(state, &request.redirect_uri, request.state.clone(), &e),
@@ -452,11 +461,10 @@ async fn issue_code(
         amr: session.amr.clone(),
         grant_id: uuid::Uuid::new_v4().to_string(),
     };
-    let code = state.tokens.issue_code(&record).await?;
-    state
-        .sessions
-        .add_client(&session.sid, client.id.as_str())
-        .await?;
+    let (code, ()) = tokio::try_join!(
+        state.tokens.issue_code(&record),
+        state.sessions.add_client(&session.sid, client.id.as_str()),
+    )?;
     let mut pairs = vec![("code", code.as_str()), ("iss", state.tokens.issuer())];
     if let Some(s) = request.state.as_deref() {
         pairs.push(("state", s));

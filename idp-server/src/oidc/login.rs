@@ -175,23 +175,23 @@ pub async fn submit(
     // Lockout: too many wrong passwords for this username or from this address.
     let limiter = crate::pages::limiter(&state);
     let account_key = username.to_lowercase();
-    for (limit, subject) in [
-        (&LOGIN_ACCOUNT, account_key.as_str()),
-        (&LOGIN_ADDRESS, ip.as_str()),
-    ] {
-        if let Some(wait) = limiter.locked(limit, subject).await? {
-            tracing::info!(limit = limit.name, "sign-in refused: locked");
-            state.metrics.login("password", "locked");
-            state
-                .audit(
-                    AuditEvent::new(AuditKind::Lockout)
-                        .ip(ip.as_str())
-                        .detail(serde_json::json!({ "username": username, "limit": limit.name })),
-                )
-                .await;
-            return page_handler(&state, jar, form.req, username, Some(wait_message_it(wait)))
-                .await;
-        }
+    if let Some((limit, wait)) = limiter
+        .locked_either(
+            (&LOGIN_ACCOUNT, account_key.as_str()),
+            (&LOGIN_ADDRESS, ip.as_str()),
+        )
+        .await?
+    {
+        tracing::info!(limit, "sign-in refused: locked");
+        state.metrics.login("password", "locked");
+        state
+            .audit(
+                AuditEvent::new(AuditKind::Lockout)
+                    .ip(ip.as_str())
+                    .detail(serde_json::json!({ "username": username, "limit": limit })),
+            )
+            .await;
+        return page_handler(&state, jar, form.req, username, Some(wait_message_it(wait))).await;
     }
     let outcome = state
         .directory
