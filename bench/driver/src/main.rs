@@ -149,6 +149,9 @@ async fn main() -> Result<()> {
             report["distinct_accounts"] =
                 json!(next.load(Ordering::Relaxed).min(driver.flow.accounts.count));
             report["logins_started"] = json!(next.load(Ordering::Relaxed));
+            let completed = driver.logins_completed.load(Ordering::Relaxed).max(1);
+            report["requests_per_login"] =
+                json!(driver.login_requests.load(Ordering::Relaxed) as f64 / completed as f64);
             println!("{report}");
             Ok(())
         }
@@ -444,6 +447,10 @@ struct Driver {
     http: reqwest::Client,
     authorization_endpoint: Url,
     token_endpoint: Url,
+    /// HTTP requests sent by the logins that completed (each login's hops and its code
+    /// exchange), and how many completed: requests per login, per server.
+    login_requests: AtomicUsize,
+    logins_completed: AtomicUsize,
 }
 
 /// A minimal cookie jar for one login: every cookie goes back to the same host.
@@ -559,6 +566,8 @@ impl Driver {
             token_endpoint: endpoint("token_endpoint")?,
             flow,
             http,
+            login_requests: AtomicUsize::new(0),
+            logins_completed: AtomicUsize::new(0),
         })
     }
 
@@ -584,7 +593,9 @@ impl Driver {
         let mut form_body: Option<String> = None;
         let mut posted = false;
         let mut code = None;
+        let mut requests = 1; // the code exchange
         for _hop in 0..12 {
+            requests += 1;
             let mut request = match form_body.take() {
                 Some(body) => self
                     .http
@@ -677,6 +688,8 @@ impl Driver {
         if status != StatusCode::OK {
             bail!("code exchange: {status} {body}");
         }
+        self.login_requests.fetch_add(requests, Ordering::Relaxed);
+        self.logins_completed.fetch_add(1, Ordering::Relaxed);
         Ok(body)
     }
 
