@@ -419,7 +419,16 @@ pub async fn resume(
 /// request. The login form calls it straight after a sign-in, in the same response,
 /// so that the browser goes from the form to the client in one redirect.
 pub async fn resume_parked(state: &AppState, req: &str, session: Option<SsoSession>) -> Response {
-    let request = match parked(state, req).await {
+    resume_loaded(state, parked(state, req).await, session).await
+}
+
+/// `resume_parked` with the parked request already read (`parked`'s answer).
+pub async fn resume_loaded(
+    state: &AppState,
+    request: idp_core::Result<Option<AuthorizationRequest>>,
+    session: Option<SsoSession>,
+) -> Response {
+    let request = match request {
         Ok(Some(r)) => r,
         Ok(None) => {
             return ErrorPage::response(

@@ -198,14 +198,28 @@ pub async fn submit(
         .sign_in(&username, Password::new(form.password))
         .await?;
     state.metrics.login("password", outcome_label(&outcome));
-    state.audit(sign_in_event(&outcome, &username, &ip)).await;
+    let event = sign_in_event(&outcome, &username, &ip);
     let refusal = match outcome {
         SignIn::Authenticated(account) => {
-            limiter.reset(&LOGIN_ACCOUNT, &account_key).await?;
-            let (jar, session) = crate::pages::start_session(&state, jar, &account).await?;
-            return Ok(crate::pages::continue_after_sign_in(&state, jar, &form.req, session).await);
+            // The audit record, the end of the failure count, the new session and the
+            // read of the parked request are independent: sent together, one round trip
+            // to the database and one to the cache instead of four in a row.
+            let ((), reset, started, request) = tokio::join!(
+                state.audit(event),
+                limiter.reset(&LOGIN_ACCOUNT, &account_key),
+                crate::pages::start_session(&state, jar, &account),
+                authorize::parked(&state, &form.req),
+            );
+            reset?;
+            let (jar, session) = started?;
+            if form.req.is_empty() {
+                return Ok((jar, Redirect::to("/")).into_response());
+            }
+            let next = authorize::resume_loaded(&state, request, Some(session)).await;
+            return Ok((jar, next).into_response());
         }
         SignIn::MustChangePassword(account) => {
+            state.audit(event).await;
             limiter.reset(&LOGIN_ACCOUNT, &account_key).await?;
             return crate::pages::password_change::begin_forced(&state, jar, &account, &form.req)
                 .await;
@@ -216,6 +230,7 @@ pub async fn submit(
         SignIn::Disabled => "L'utenza è disabilitata. Contatta l'assistenza.",
         SignIn::InvalidCredentials | SignIn::NoPassword => "Username o password non corretti.",
     };
+    state.audit(event).await;
     tracing::info!(username = %username, "password sign-in refused");
     limiter.record(&LOGIN_ACCOUNT, &account_key).await?;
     limiter.record(&LOGIN_ADDRESS, &ip).await?;
