@@ -86,6 +86,40 @@ async fn relying_party(idp: &TestIdp, id: &str) -> Rp {
     .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).expect("redirect"))
 }
 
+/// The code exchange, PKCE verifier included, by the `openidconnect` client.
+async fn exchange(
+    rp: &Rp,
+    code: String,
+    verifier: openidconnect::PkceCodeVerifier,
+) -> openidconnect::core::CoreTokenResponse {
+    rp.exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&oidc_http())
+        .await
+        .expect("code exchange")
+}
+
+/// A plain authorization request of `rp` with PKCE: its URL, `state` and code verifier.
+fn code_request(
+    rp: &Rp,
+) -> (
+    openidconnect::url::Url,
+    CsrfToken,
+    openidconnect::PkceCodeVerifier,
+) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf, _) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .url();
+    (url, csrf, verifier)
+}
+
 /// Runs the browser part of the flow and returns the code.
 async fn sign_in_for_code(
     idp: &TestIdp,
@@ -135,13 +169,7 @@ async fn the_whole_code_flow_works_with_a_certified_client(backend: Backend) {
     let browser = Browser::new();
     let (code, nonce, verifier) = sign_in_for_code(&idp, &browser, &rp, "anna.bianchi").await;
 
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(code))
-        .expect("token endpoint")
-        .set_pkce_verifier(verifier)
-        .request_async(&oidc_http())
-        .await
-        .expect("code exchange");
+    let tokens = exchange(&rp, code, verifier).await;
     let id_token = tokens.id_token().expect("an ID token");
     let verifier = rp.id_token_verifier();
     let claims = id_token
@@ -256,13 +284,7 @@ async fn introspection_reflects_revocation_at_once(backend: Backend) {
     let rp = relying_party(&idp, "pago-in-rete").await;
     let browser = Browser::new();
     let (code, _, verifier) = sign_in_for_code(&idp, &browser, &rp, "anna.bianchi").await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(code))
-        .expect("endpoint")
-        .set_pkce_verifier(verifier)
-        .request_async(&oidc_http())
-        .await
-        .expect("exchange");
+    let tokens = exchange(&rp, code, verifier).await;
     let access = tokens.access_token().secret().clone();
     let refresh = tokens.refresh_token().expect("refresh").secret().clone();
     let active = introspect(&idp, &access).await;
@@ -405,24 +427,10 @@ async fn logout_reaches_every_client_of_the_session(backend: Backend) {
     let browser = Browser::new();
     let pago = relying_party(&idp, "pago-in-rete").await;
     let (code, _, verifier) = sign_in_for_code(&idp, &browser, &pago, "anna.bianchi").await;
-    let tokens = pago
-        .exchange_code(AuthorizationCode::new(code))
-        .expect("endpoint")
-        .set_pkce_verifier(verifier)
-        .request_async(&oidc_http())
-        .await
-        .expect("exchange");
+    let tokens = exchange(&pago, code, verifier).await;
     // single sign-on: the second service gets a code without a login page
     let gov = relying_party(&idp, "governance").await;
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _, _) = gov
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .set_pkce_challenge(challenge)
-        .url();
+    let (url, _, _) = code_request(&gov);
     let sso = browser.follow(url.as_str(), &idp.base).await;
     assert!(query_param(&sso.url, "code").is_some(), "{}", sso.url);
 
@@ -524,15 +532,7 @@ async fn a_password_login_is_three_requests(backend: Backend) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http");
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, csrf, _) = rp
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .set_pkce_challenge(challenge)
-        .url();
+    let (url, csrf, verifier) = code_request(&rp);
     let form = http.get(url.as_str()).send().await.expect("GET /authorize");
     assert_eq!(form.status(), 200, "/authorize shows the form, no redirect");
     assert!(form.headers().get("location").is_none());
@@ -589,13 +589,7 @@ async fn a_password_login_is_three_requests(backend: Backend) {
         Some(csrf.secret().as_str())
     );
     let code = query_param(&location, "code").expect("code");
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(code))
-        .expect("token endpoint")
-        .set_pkce_verifier(verifier)
-        .request_async(&oidc_http())
-        .await
-        .expect("code exchange");
+    let tokens = exchange(&rp, code, verifier).await;
     assert!(tokens.id_token().is_some());
     // The parked request is finished: resuming it again is refused.
     let again = http
