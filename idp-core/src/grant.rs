@@ -83,6 +83,13 @@ pub enum Rotated {
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     async fn insert_grant(&self, grant: &Grant) -> Result<()>;
+    /// Stores a grant with its first refresh token (hash, expiry), or alone with
+    /// `None`: one statement on PostgreSQL (one round trip), one transaction on SQLite.
+    async fn insert_grant_with_refresh_token(
+        &self,
+        grant: &Grant,
+        refresh: Option<(&str, i64)>,
+    ) -> Result<()>;
     async fn grant_by_id(&self, id: &str) -> Result<Option<Grant>>;
     /// Revokes a grant; false when it was unknown or already revoked.
     async fn revoke_grant(&self, id: &str, at: i64) -> Result<bool>;

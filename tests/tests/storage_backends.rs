@@ -593,6 +593,69 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
     assert!(matches!(replay, Rotated::Reused { grant_id } if grant_id == "g7"));
 }
 
+/// The code exchange stores the grant with its first refresh token in one step: both or
+/// neither (a refresh token hash already taken leaves no grant behind).
+async fn a_grant_and_its_first_refresh_token_are_written_together(store: Arc<dyn Store>) {
+    use idp_core::grant::Grant;
+    let dir = directory(store.clone());
+    let account = dir
+        .create_account(person("Mario", "Rossi", Some("RSSMRA85T10A562S")))
+        .await
+        .expect("create");
+    let now = idp_core::directory::now();
+    let grant = |id: &str| Grant {
+        id: id.into(),
+        account_id: account.id.as_str().into(),
+        client_id: "pago-in-rete".into(),
+        scope: "openid offline_access".into(),
+        sid: Some("sid-1".into()),
+        auth_time: now,
+        acr: "password".into(),
+        amr: vec!["pwd".into()],
+        created_at: now,
+        expires_at: now + 3600,
+        revoked_at: None,
+    };
+    let hash = format!("{:064x}", 1);
+    store
+        .insert_grant_with_refresh_token(&grant("g1"), Some((&hash, now + 600)))
+        .await
+        .expect("grant with token");
+    let stored = store.grant_by_id("g1").await.expect("read").expect("grant");
+    assert_eq!(stored.sid.as_deref(), Some("sid-1"));
+    assert_eq!(stored.amr, ["pwd"]);
+    assert_eq!(
+        store
+            .use_refresh_token_peek(&hash, now)
+            .await
+            .expect("peek"),
+        Some(now + 600)
+    );
+    assert_eq!(
+        store.grant_of_refresh_token(&hash).await.expect("of"),
+        Some("g1".to_string())
+    );
+
+    store
+        .insert_grant_with_refresh_token(&grant("g2"), None)
+        .await
+        .expect("grant alone");
+    assert!(store.grant_by_id("g2").await.expect("read").is_some());
+
+    let taken = store
+        .insert_grant_with_refresh_token(&grant("g3"), Some((&hash, now + 600)))
+        .await;
+    assert!(taken.is_err(), "the token hash is taken");
+    assert!(
+        store.grant_by_id("g3").await.expect("read").is_none(),
+        "no grant without its token"
+    );
+    assert_eq!(
+        store.grant_of_refresh_token(&hash).await.expect("of"),
+        Some("g1".to_string())
+    );
+}
+
 macro_rules! on_both_databases {
     ($($body:ident),* $(,)?) => {
         mod sqlite {
@@ -638,4 +701,5 @@ on_both_databases!(
     concurrent_claims_never_share_a_mail,
     a_link_and_its_mail_are_written_together,
     concurrent_rotations_spend_each_token_once,
+    a_grant_and_its_first_refresh_token_are_written_together,
 );

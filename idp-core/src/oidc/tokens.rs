@@ -308,6 +308,17 @@ impl TokenService {
             expires_at: at + self.settings.grant_ttl_secs,
             revoked_at: None,
         };
+        // The first refresh token is stored with the grant, in the same statement.
+        let refresh = client
+            .allows_grant(GrantType::RefreshToken)
+            .then(generate_token);
+        let refresh_hash = refresh.as_ref().map(|t| t.hash());
+        let refresh_row = refresh_hash.as_ref().map(|h| {
+            (
+                h.as_str(),
+                (at + self.settings.refresh_token_ttl_secs).min(grant.expires_at),
+            )
+        });
         // The mark, the grant and the read of the account for the ID token are
         // independent: sent together, one round trip each to the cache and the database
         // instead of one after the other.
@@ -319,8 +330,12 @@ impl TokenService {
                 Ok(None)
             }
         };
-        let ((), (), account) =
-            tokio::try_join!(mark_used, self.store.insert_grant(&grant), account)?;
+        let ((), (), account) = tokio::try_join!(
+            mark_used,
+            self.store
+                .insert_grant_with_refresh_token(&grant, refresh_row),
+            account
+        )?;
         if account.is_none() && has_scope(&grant.scope, "openid") {
             return Err(OAuthError::invalid_grant("the account no longer exists"));
         }
@@ -328,7 +343,7 @@ impl TokenService {
             client,
             &grant,
             record.nonce.as_deref(),
-            None,
+            refresh,
             account.map(Box::new),
         )
         .await
@@ -434,7 +449,8 @@ impl TokenService {
     }
 
     /// The token response for a grant. `stored_refresh` is a refresh token already
-    /// stored for the grant (a rotation); without one, a new one is stored when the
+    /// stored for the grant (a rotation's replacement, or the code exchange's first one,
+    /// stored with the grant); without one, a new one is stored when the
     /// client may refresh. `account` is the grant's account and roles when already read.
     async fn issue_tokens(
         &self,

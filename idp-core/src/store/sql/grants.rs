@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{SqlStore, account_from_row};
+use super::{DatabaseKind, SqlStore, account_from_row};
 use crate::grant::{Grant, GrantStore, RefreshUse, Rotated, Rotation};
 use crate::{CoreError, Result};
 
@@ -32,14 +32,20 @@ fn grant_from_prefixed_row(row: &AnyRow, prefix: &str) -> Result<Grant> {
     })
 }
 
-#[async_trait]
-impl GrantStore for SqlStore {
-    async fn insert_grant(&self, g: &Grant) -> Result<()> {
-        let amr = serde_json::to_string(&g.amr).map_err(|e| CoreError::Invalid(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO grants (id, account_id, client_id, scope, sid, auth_time, acr, amr, \
-             created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
+const INSERT_GRANT: &str = "INSERT INTO grants (id, account_id, client_id, scope, sid, \
+     auth_time, acr, amr, created_at, expires_at, revoked_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, \
+     created_at, expires_at) VALUES ($1, $2, $3, $4)";
+
+/// `INSERT_GRANT`'s eleven parameters, from the grant.
+fn bind_grant<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    g: &'q Grant,
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>> {
+    let amr = serde_json::to_string(&g.amr).map_err(|e| CoreError::Invalid(e.to_string()))?;
+    Ok(query
         .bind(&g.id)
         .bind(&g.account_id)
         .bind(&g.client_id)
@@ -50,9 +56,59 @@ impl GrantStore for SqlStore {
         .bind(amr)
         .bind(g.created_at)
         .bind(g.expires_at)
-        .bind(g.revoked_at)
-        .execute(self.pool())
-        .await?;
+        .bind(g.revoked_at))
+}
+
+#[async_trait]
+impl GrantStore for SqlStore {
+    async fn insert_grant(&self, g: &Grant) -> Result<()> {
+        bind_grant(sqlx::query(INSERT_GRANT), g)?
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_grant_with_refresh_token(
+        &self,
+        g: &Grant,
+        refresh: Option<(&str, i64)>,
+    ) -> Result<()> {
+        let Some((token_hash, expires_at)) = refresh else {
+            return self.insert_grant(g).await;
+        };
+        let created_at = crate::directory::now();
+        match self.kind {
+            DatabaseKind::Postgres => {
+                // The child row's foreign key is checked at the end of the statement,
+                // when the grant inserted by the WITH is there.
+                let statement = format!(
+                    "WITH g AS ({INSERT_GRANT} RETURNING id) \
+                     INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+                     SELECT $12, id, $13, $14 FROM g"
+                );
+                bind_grant(sqlx::query(&statement), g)?
+                    .bind(token_hash)
+                    .bind(created_at)
+                    .bind(expires_at)
+                    .execute(self.pool())
+                    .await?;
+            }
+            DatabaseKind::Sqlite => {
+                // SQLite has no INSERT in WITH; it is in-process, a transaction is cheap.
+                let mut tx = self.pool().begin().await?;
+                bind_grant(sqlx::query(INSERT_GRANT), g)?
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(INSERT_REFRESH_TOKEN)
+                    .bind(token_hash)
+                    .bind(&g.id)
+                    .bind(created_at)
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
         Ok(())
     }
 
@@ -99,16 +155,13 @@ impl GrantStore for SqlStore {
         grant_id: &str,
         expires_at: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(grant_id)
-        .bind(crate::directory::now())
-        .bind(expires_at)
-        .execute(self.pool())
-        .await?;
+        sqlx::query(INSERT_REFRESH_TOKEN)
+            .bind(token_hash)
+            .bind(grant_id)
+            .bind(crate::directory::now())
+            .bind(expires_at)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
