@@ -32,6 +32,31 @@ fn directory(store: Arc<dyn Store>) -> Directory {
     Directory::new(store, Arc::new(hasher), PasswordPolicy::default())
 }
 
+/// A password grant of the account to the client, issued at `now` for an hour.
+fn password_grant(id: &str, account_id: &str, client_id: &str, now: i64) -> idp_core::grant::Grant {
+    idp_core::grant::Grant {
+        id: id.into(),
+        account_id: account_id.into(),
+        client_id: client_id.into(),
+        scope: "openid profile".into(),
+        sid: None,
+        auth_time: now,
+        acr: "password".into(),
+        amr: vec!["pwd".into()],
+        created_at: now,
+        expires_at: now + 3600,
+        revoked_at: None,
+    }
+}
+
+/// Mario Rossi's account, created through the directory.
+async fn mario_rossi(store: &Arc<dyn Store>) -> idp_core::directory::Account {
+    directory(store.clone())
+        .create_account(person("Mario", "Rossi", Some("RSSMRA85T10A562S")))
+        .await
+        .expect("create")
+}
+
 async fn an_account_reads_back_as_it_was_written(store: Arc<dyn Store>) {
     let dir = directory(store.clone());
     let created = dir
@@ -441,7 +466,7 @@ async fn a_link_and_its_mail_are_written_together(store: Arc<dyn Store>) {
 /// client, and a token presented several times at once wins once; the rest find it
 /// used.
 async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
-    use idp_core::grant::{Grant, Rotated, Rotation};
+    use idp_core::grant::{Rotated, Rotation};
     /// A rotation by client pago-in-rete, whose grants are all but g0.
     fn rotation<'a>(old: &'a str, new: &'a str, now: i64) -> Rotation<'a> {
         Rotation {
@@ -452,11 +477,7 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
             ttl_secs: 300,
         }
     }
-    let dir = directory(store.clone());
-    let account = dir
-        .create_account(person("Mario", "Rossi", Some("RSSMRA85T10A562S")))
-        .await
-        .expect("create");
+    let account = mario_rossi(&store).await;
     store
         .grant_role(account.id.as_str(), "docente")
         .await
@@ -465,19 +486,12 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
     const GRANTS: usize = 40;
     for i in 0..GRANTS {
         store
-            .insert_grant(&Grant {
-                id: format!("g{i}"),
-                account_id: account.id.as_str().into(),
-                client_id: if i == 0 { "governance" } else { "pago-in-rete" }.into(),
-                scope: "openid profile".into(),
-                sid: None,
-                auth_time: now,
-                acr: "password".into(),
-                amr: vec!["pwd".into()],
-                created_at: now,
-                expires_at: now + 3600,
-                revoked_at: None,
-            })
+            .insert_grant(&password_grant(
+                &format!("g{i}"),
+                account.id.as_str(),
+                if i == 0 { "governance" } else { "pago-in-rete" },
+                now,
+            ))
             .await
             .expect("grant");
         store
@@ -597,24 +611,11 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
 /// neither (a refresh token hash already taken leaves no grant behind).
 async fn a_grant_and_its_first_refresh_token_are_written_together(store: Arc<dyn Store>) {
     use idp_core::grant::Grant;
-    let dir = directory(store.clone());
-    let account = dir
-        .create_account(person("Mario", "Rossi", Some("RSSMRA85T10A562S")))
-        .await
-        .expect("create");
+    let account = mario_rossi(&store).await;
     let now = idp_core::directory::now();
     let grant = |id: &str| Grant {
-        id: id.into(),
-        account_id: account.id.as_str().into(),
-        client_id: "pago-in-rete".into(),
-        scope: "openid offline_access".into(),
         sid: Some("sid-1".into()),
-        auth_time: now,
-        acr: "password".into(),
-        amr: vec!["pwd".into()],
-        created_at: now,
-        expires_at: now + 3600,
-        revoked_at: None,
+        ..password_grant(id, account.id.as_str(), "pago-in-rete", now)
     };
     let hash = format!("{:064x}", 1);
     store
