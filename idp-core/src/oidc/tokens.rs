@@ -323,8 +323,9 @@ impl TokenService {
         // independent: sent together, one round trip each to the cache and the database
         // instead of one after the other.
         let account_id = AccountId::from_string(grant.account_id.clone());
+        let wants_id_token = has_scope(&grant.scope, "openid");
         let account = async {
-            if has_scope(&grant.scope, "openid") {
+            if wants_id_token {
                 self.store.account_with_roles(&account_id).await
             } else {
                 Ok(None)
@@ -336,7 +337,7 @@ impl TokenService {
                 .insert_grant_with_refresh_token(&grant, refresh_row),
             account
         )?;
-        if account.is_none() && has_scope(&grant.scope, "openid") {
+        if account.is_none() && wants_id_token {
             return Err(OAuthError::invalid_grant("the account no longer exists"));
         }
         self.issue_tokens(

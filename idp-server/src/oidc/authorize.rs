@@ -411,19 +411,14 @@ pub async fn resume(
         Ok(s) => s.map(|(_, s)| s),
         Err(e) => return AppError::from(e).into_response(),
     };
-    resume_parked(&state, &p.req, session).await
+    resume_parked(&state, parked(&state, &p.req).await, session).await
 }
 
-/// Continues the parked request `req` for `session`: the code (or the client's
-/// enablement step), or the login page again if the session does not meet the
-/// request. The login form calls it straight after a sign-in, in the same response,
-/// so that the browser goes from the form to the client in one redirect.
-pub async fn resume_parked(state: &AppState, req: &str, session: Option<SsoSession>) -> Response {
-    resume_loaded(state, parked(state, req).await, session).await
-}
-
-/// `resume_parked` with the parked request already read (`parked`'s answer).
-pub async fn resume_loaded(
+/// Continues a parked request (`parked`'s answer) for `session`: the code (or the
+/// client's enablement step), or the login page again if the session does not meet
+/// the request. A sign-in calls it straight after starting the session, in the same
+/// response, so that the browser goes from the form to the client in one redirect.
+pub async fn resume_parked(
     state: &AppState,
     request: idp_core::Result<Option<AuthorizationRequest>>,
     session: Option<SsoSession>,

@@ -212,11 +212,10 @@ pub async fn submit(
             );
             reset?;
             let (jar, session) = started?;
-            if form.req.is_empty() {
-                return Ok((jar, Redirect::to("/")).into_response());
-            }
-            let next = authorize::resume_loaded(&state, request, Some(session)).await;
-            return Ok((jar, next).into_response());
+            return Ok(crate::pages::continue_after_sign_in(
+                &state, jar, &form.req, request, session,
+            )
+            .await);
         }
         SignIn::MustChangePassword(account) => {
             state.audit(event).await;

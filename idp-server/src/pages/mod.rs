@@ -24,6 +24,7 @@ use idp_core::oidc::ACR_PASSWORD;
 use idp_core::rate_limit::{RateLimiter, Verdict, wait_message_it};
 use idp_core::sso::SsoSession;
 
+use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::{backchannel, session_cookie};
 use crate::state::AppState;
 
@@ -146,18 +147,19 @@ pub async fn start_session(
 }
 
 /// Where a sign-in that has just started `session` goes, in the same response: the
-/// parked authorization request `req` resumed (the client, or its enablement step), or
-/// the home page when there is none.
+/// parked authorization request `req` resumed (`request` is `parked`'s answer for it:
+/// the client, or its enablement step), or the home page when there is none.
 pub async fn continue_after_sign_in(
     state: &AppState,
     jar: CookieJar,
     req: &str,
+    request: idp_core::Result<Option<AuthorizationRequest>>,
     session: SsoSession,
 ) -> Response {
     if req.is_empty() {
         return (jar, Redirect::to("/")).into_response();
     }
-    let next = crate::oidc::authorize::resume_parked(state, req, Some(session)).await;
+    let next = crate::oidc::authorize::resume_parked(state, request, Some(session)).await;
     (jar, next).into_response()
 }
 

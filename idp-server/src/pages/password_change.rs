@@ -234,7 +234,8 @@ pub async fn forced_post(
         .await;
     let jar = jar.add(session_cookie::removal(&state, pending_cookie(&state)));
     let (jar, session) = start_session(&state, jar, &account).await?;
-    Ok(continue_after_sign_in(&state, jar, &pending.req, session).await)
+    let request = crate::oidc::authorize::parked(&state, &pending.req).await;
+    Ok(continue_after_sign_in(&state, jar, &pending.req, request, session).await)
 }
 
 fn area_form(state: &AppState, csrf: String, account: &Account) -> PasswordForm {

@@ -36,8 +36,21 @@ const INSERT_GRANT: &str = "INSERT INTO grants (id, account_id, client_id, scope
      auth_time, acr, amr, created_at, expires_at, revoked_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
-const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, \
-     created_at, expires_at) VALUES ($1, $2, $3, $4)";
+/// The insert of a refresh token of a stored grant, created now.
+fn insert_refresh_token<'q>(
+    token_hash: &'q str,
+    grant_id: &'q str,
+    expires_at: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_hash)
+    .bind(grant_id)
+    .bind(crate::directory::now())
+    .bind(expires_at)
+}
 
 /// `INSERT_GRANT`'s eleven parameters, from the grant.
 fn bind_grant<'q>(
@@ -76,7 +89,6 @@ impl GrantStore for SqlStore {
         let Some((token_hash, expires_at)) = refresh else {
             return self.insert_grant(g).await;
         };
-        let created_at = crate::directory::now();
         match self.kind {
             DatabaseKind::Postgres => {
                 // The child row's foreign key is checked at the end of the statement,
@@ -88,7 +100,7 @@ impl GrantStore for SqlStore {
                 );
                 bind_grant(sqlx::query(&statement), g)?
                     .bind(token_hash)
-                    .bind(created_at)
+                    .bind(crate::directory::now())
                     .bind(expires_at)
                     .execute(self.pool())
                     .await?;
@@ -99,11 +111,7 @@ impl GrantStore for SqlStore {
                 bind_grant(sqlx::query(INSERT_GRANT), g)?
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(INSERT_REFRESH_TOKEN)
-                    .bind(token_hash)
-                    .bind(&g.id)
-                    .bind(created_at)
-                    .bind(expires_at)
+                insert_refresh_token(token_hash, &g.id, expires_at)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -155,11 +163,7 @@ impl GrantStore for SqlStore {
         grant_id: &str,
         expires_at: i64,
     ) -> Result<()> {
-        sqlx::query(INSERT_REFRESH_TOKEN)
-            .bind(token_hash)
-            .bind(grant_id)
-            .bind(crate::directory::now())
-            .bind(expires_at)
+        insert_refresh_token(token_hash, grant_id, expires_at)
             .execute(self.pool())
             .await?;
         Ok(())
