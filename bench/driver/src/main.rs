@@ -64,6 +64,10 @@ enum Command {
         flow: Flow,
         #[command(flatten)]
         load: Load,
+        /// The first login signs in account PREFIX<N>, the next N+1, and so on (wrapping
+        /// at COUNT): bench/run's later slices go on where the earlier ones stopped.
+        #[arg(long, default_value_t = 0)]
+        first_account: usize,
     },
     /// Refresh-token rotation for a fixed time (one chain per task).
     Refresh {
@@ -130,9 +134,13 @@ async fn main() -> Result<()> {
             println!("{tokens}");
             Ok(())
         }
-        Command::Login { flow, load } => {
+        Command::Login {
+            flow,
+            load,
+            first_account,
+        } => {
             let driver = Arc::new(Driver::new(flow).await?);
-            let next = Arc::new(AtomicUsize::new(0));
+            let next = Arc::new(AtomicUsize::new(first_account));
             let report = run_load(&load, |_| {
                 let driver = driver.clone();
                 let next = next.clone();
@@ -146,9 +154,9 @@ async fn main() -> Result<()> {
             })
             .await?;
             let mut report = report;
-            report["distinct_accounts"] =
-                json!(next.load(Ordering::Relaxed).min(driver.flow.accounts.count));
-            report["logins_started"] = json!(next.load(Ordering::Relaxed));
+            let started = next.load(Ordering::Relaxed) - first_account;
+            report["distinct_accounts"] = json!(started.min(driver.flow.accounts.count));
+            report["logins_started"] = json!(started);
             let completed = driver.logins_completed.load(Ordering::Relaxed).max(1);
             report["requests_per_login"] =
                 json!(driver.login_requests.load(Ordering::Relaxed) as f64 / completed as f64);
