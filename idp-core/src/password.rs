@@ -428,6 +428,14 @@ impl WorkingMemory {
     fn new(count: usize) -> Self {
         let block = std::mem::size_of::<Block>();
         let per_huge_page = HUGE_PAGE / block;
+        if count < per_huge_page {
+            // Less than one huge page (the cheap costs of the tests): nothing to align.
+            return WorkingMemory {
+                buffer: vec![Block::default(); count],
+                start: 0,
+                count,
+            };
+        }
         // A huge page's worth before the blocks to reach a boundary, and the blocks
         // rounded up to whole huge pages.
         let capacity = per_huge_page + count.div_ceil(per_huge_page) * per_huge_page;
@@ -445,7 +453,7 @@ impl WorkingMemory {
         }
     }
 
-    /// How many blocks it holds.
+    /// How many blocks it was made for.
     fn len(&self) -> usize {
         self.count
     }
