@@ -436,16 +436,17 @@ impl WorkingMemory {
                 count,
             };
         }
-        // A huge page's worth before the blocks to reach a boundary, and the blocks
-        // rounded up to whole huge pages.
-        let capacity = per_huge_page + count.div_ceil(per_huge_page) * per_huge_page;
+        // The blocks rounded up to whole huge pages, and a huge page's worth before them
+        // to reach a boundary (the start is less than a huge page in: `start` is at
+        // most `per_huge_page`, so the rounded blocks always fit).
+        let rounded = count.div_ceil(per_huge_page) * per_huge_page;
+        let capacity = per_huge_page + rounded;
         let mut buffer: Vec<Block> = Vec::with_capacity(capacity);
         let address = buffer.as_ptr() as usize;
         #[cfg(target_os = "linux")]
         advise_huge_pages(buffer.as_mut_ptr().cast(), capacity * block);
         let start = (address.next_multiple_of(HUGE_PAGE) - address).div_ceil(block);
-        let len = (start + count.div_ceil(per_huge_page) * per_huge_page).min(capacity);
-        buffer.resize(len, Block::default());
+        buffer.resize(start + rounded, Block::default());
         WorkingMemory {
             buffer,
             start,
