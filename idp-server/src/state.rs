@@ -128,7 +128,10 @@ impl AppState {
             store.clone(),
             cache.clone(),
         );
-        let discovery = Bytes::from(crate::oidc::discovery::document(&issuer));
+        let discovery = Bytes::from(crate::oidc::discovery::document(
+            &issuer,
+            &config.keys.algorithms,
+        ));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::Form;
 use axum::routing::post;
 use idp_core::client::{AccessTokenFormat, ClientAuthMethod, ClientId as IdpClientId, GrantType};
+use idp_core::keys::SigningAlgorithm;
 use idp_server::admin::clients::ClientSeed;
 use idp_tests::harness::{Backend, Browser, TestIdp, hidden, query_param};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
@@ -601,6 +602,48 @@ async fn a_password_login_is_three_requests(backend: Backend) {
     idp.stop().await;
 }
 
+/// A provider configured to keep only ES256 keys (`[keys] algorithms = ["ES256"]`) says
+/// so in its discovery document, publishes only its EC keys, and signs with them.
+async fn a_provider_with_only_es256_keys_advertises_and_publishes_only_those(backend: Backend) {
+    let idp = TestIdp::start_with(backend, vec![seed("pago-in-rete", None)], |c| {
+        c.keys.algorithms = vec![SigningAlgorithm::Es256];
+    })
+    .await;
+    let get = |path: &str| {
+        let url = idp.url(path);
+        async move {
+            let response = oidc_http().get(url).send().await.expect("GET");
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let metadata = get("/.well-known/openid-configuration").await;
+    assert_eq!(
+        metadata["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
+    let jwks = get("/jwks").await;
+    let keys = jwks["keys"].as_array().expect("keys");
+    assert!(!keys.is_empty());
+    for key in keys {
+        assert_eq!(
+            (&key["kty"], &key["alg"]),
+            (&"EC".into(), &"ES256".into()),
+            "{key}"
+        );
+    }
+    let (status, body) = token_request(&idp, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "{body}");
+    let header =
+        jsonwebtoken::decode_header(body["access_token"].as_str().expect("token")).expect("JWT");
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert!(
+        keys.iter()
+            .any(|k| k["kid"].as_str() == header.kid.as_deref())
+    );
+    idp.stop().await;
+}
+
 idp_tests::on_both_backends!(
     the_whole_code_flow_works_with_a_certified_client,
     introspection_reflects_revocation_at_once,
@@ -608,4 +651,5 @@ idp_tests::on_both_backends!(
     prompt_none_needs_a_session,
     logout_reaches_every_client_of_the_session,
     a_password_login_is_three_requests,
+    a_provider_with_only_es256_keys_advertises_and_publishes_only_those,
 );

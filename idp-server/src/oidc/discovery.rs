@@ -5,13 +5,16 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use idp_core::keys::SigningAlgorithm;
 use idp_core::oidc::{ACR_VALUES, CLAIMS_SUPPORTED, SCOPES_SUPPORTED};
 use serde_json::json;
 
 use crate::state::AppState;
 
-/// The discovery document for an issuer.
-pub fn document(issuer: &str) -> Vec<u8> {
+/// The discovery document for an issuer that keeps (and publishes) keys of `signing`
+/// (`[keys] algorithms`): its tokens are signed with one of them, never with another.
+pub fn document(issuer: &str, signing: &[SigningAlgorithm]) -> Vec<u8> {
+    let signing: Vec<&str> = signing.iter().map(|a| a.as_str()).collect();
     let doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -25,10 +28,12 @@ pub fn document(issuer: &str) -> Vec<u8> {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256", "RS256"],
+        "id_token_signing_alg_values_supported": signing,
         "userinfo_signing_alg_values_supported": ["none"],
         "token_endpoint_auth_methods_supported":
             ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        // What clients sign their assertions with (private_key_jwt): both, whatever keys
+        // the IdP keeps for itself.
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
         "introspection_endpoint_auth_methods_supported":
             ["client_secret_basic", "client_secret_post", "private_key_jwt"],
@@ -71,4 +76,32 @@ pub async fn configuration(State(state): State<AppState>) -> Response {
 
 pub async fn jwks(State(state): State<AppState>) -> Response {
     json_bytes(state.keys.jwks_json(), "public, max-age=300")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advertised(signing: &[SigningAlgorithm]) -> serde_json::Value {
+        serde_json::from_slice(&document("https://idp.example", signing)).expect("json")
+    }
+
+    #[test]
+    fn only_the_algorithms_the_provider_keeps_keys_for_are_advertised_for_id_tokens() {
+        let both = advertised(&SigningAlgorithm::ALL);
+        assert_eq!(
+            both["id_token_signing_alg_values_supported"],
+            json!(["ES256", "RS256"])
+        );
+        let es256 = advertised(&[SigningAlgorithm::Es256]);
+        assert_eq!(
+            es256["id_token_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
+        // Client assertions are the client's choice, not the provider's keys.
+        assert_eq!(
+            es256["token_endpoint_auth_signing_alg_values_supported"],
+            json!(["ES256", "RS256"])
+        );
+    }
 }
