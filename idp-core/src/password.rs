@@ -3,7 +3,9 @@
 //! are not passwords and live in [`crate::secret`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use argon2::password_hash::{Output, PasswordHash as PhcHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -176,6 +178,25 @@ pub struct PasswordHasher {
     /// per-thread arenas, so the blocking pool's many threads ended up holding
     /// gigabytes. The argon2 crate takes caller memory for exactly this purpose.
     memory: Arc<Mutex<Vec<WorkingMemory>>>,
+    /// What argon2 has cost so far (shared by clones): see [`PasswordHasher::work_done`].
+    work: Arc<WorkCounters>,
+}
+
+/// What argon2 has cost a [`PasswordHasher`] (and its clones) since it was made: how many
+/// computations (hashes, verifications, the timing-only verifications of unknown
+/// usernames) and the CPU time of the threads while they ran them. For capacity planning
+/// (`/metrics`), and for the benchmark, which compares it with the server's whole CPU
+/// during logins: what is not argon2 is the cost of everything else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashWork {
+    pub computations: u64,
+    pub cpu: Duration,
+}
+
+#[derive(Default)]
+struct WorkCounters {
+    computations: AtomicU64,
+    cpu_nanos: AtomicU64,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -219,7 +240,16 @@ impl PasswordHasher {
             dummy: Arc::new(OnceLock::new()),
             slots: Arc::new(Semaphore::new(argon2_slots())),
             memory: Arc::new(Mutex::new(Vec::new())),
+            work: Arc::new(WorkCounters::default()),
         })
+    }
+
+    /// What argon2 has cost so far: computations, and their CPU time.
+    pub fn work_done(&self) -> HashWork {
+        HashWork {
+            computations: self.work.computations.load(Ordering::Relaxed),
+            cpu: Duration::from_nanos(self.work.cpu_nanos.load(Ordering::Relaxed)),
+        }
     }
 
     /// Runs `work` (hashing, verifying, a policy check that verifies) on a blocking
@@ -265,7 +295,14 @@ impl PasswordHasher {
             Some(m) if m.len() >= params.block_count() => m,
             _ => WorkingMemory::new(params.block_count()),
         };
+        let started = thread_cpu_time();
         let result = argon2.hash_password_into_with_memory(password, salt, out, memory.blocks());
+        let spent = thread_cpu_time().saturating_sub(started);
+        self.work.computations.fetch_add(1, Ordering::Relaxed);
+        self.work.cpu_nanos.fetch_add(
+            u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let mut pool = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
         // A buffer grown for a costlier stored hash is not kept past the usual size.
         if pool.len() < argon2_slots() && memory.len() <= self.params.memory_kib as usize {
@@ -480,6 +517,31 @@ fn advise_huge_pages(start: *mut u8, len: usize) {
     }
 }
 
+/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): time the
+/// thread spent waiting for the core is not counted, unlike a wall clock's.
+#[cfg(unix)]
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to write; the clock id is a
+    // constant every Unix this builds on knows. On failure `now` stays zero.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now);
+    }
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Elsewhere, no per-thread clock: the CPU time is not counted (reads zero).
+#[cfg(not(unix))]
+fn thread_cpu_time() -> Duration {
+    Duration::ZERO
+}
+
 /// How many argon2 computations may run at once: the cores this process may use.
 fn argon2_slots() -> usize {
     static SLOTS: OnceLock<usize> = OnceLock::new();
@@ -552,6 +614,26 @@ mod tests {
             1,
             "kept for the next call"
         );
+    }
+
+    #[test]
+    fn every_argon2_computation_and_its_cpu_time_are_counted_across_clones() {
+        let hasher = PasswordHasher::new(HashParams::default()).unwrap();
+        assert_eq!(hasher.work_done(), HashWork::default());
+        let hash = hasher.hash(&pw("Corretta#2024")).unwrap();
+        let clone = hasher.clone();
+        let _ = clone.verify(&pw("Sbagliata#2024"), &hash).unwrap();
+        clone.dummy_verify(&pw("Sbagliata#2024"));
+        // hash, verify, and the dummy check: a first one makes its fixed hash too
+        let work = hasher.work_done();
+        assert_eq!(work.computations, 4);
+        // 19 MiB and two passes take milliseconds of CPU, whatever the machine.
+        assert!(work.cpu > Duration::from_micros(500), "{work:?}");
+        assert!(work.cpu < Duration::from_secs(60), "{work:?}");
+        let _ = hasher.verify(&pw("Corretta#2024"), &hash).unwrap();
+        let more = clone.work_done();
+        assert_eq!(more.computations, 5);
+        assert!(more.cpu > work.cpu);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Prometheus metrics, served at `/metrics`: requests and latency by matched route,
 //! sign-ins by method and outcome, tokens by grant, mail sent and failed, SAML
-//! rejections by reason. One registry per `AppState` (no global recorder), so two
-//! servers in one process (the tests) keep their own counts.
+//! rejections by reason, and what password hashing has cost (argon2 computations and
+//! their CPU time). One registry per `AppState` (no global recorder), so two servers in
+//! one process (the tests) keep their own counts.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,8 +13,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use idp_core::mail::{Mailer, OutgoingMail};
+use idp_core::password::PasswordHasher;
+use prometheus::core::{Collector, Desc, Describer};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::state::AppState;
@@ -156,6 +161,18 @@ impl Metrics {
         self.inner.mail_queued.set(n);
     }
 
+    /// Exposes what `hasher` (and its clones: the one the directory signs in with) has
+    /// spent on argon2, read at each scrape. Call once per registry.
+    pub fn count_password_hashing(&self, hasher: Arc<PasswordHasher>) {
+        if let Err(e) = self
+            .inner
+            .registry
+            .register(Box::new(HashingCollector::new(hasher)))
+        {
+            tracing::error!(error = %e, "metrics: cannot count password hashing");
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -163,6 +180,61 @@ impl Metrics {
             tracing::error!(error = %e, "metrics: cannot encode");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `idp_password_hashes_total` and `idp_password_hash_cpu_seconds_total`: the argon2
+/// computations of the password hasher and the CPU time of the threads that ran them.
+/// Beside the process's own CPU time (`process_cpu_seconds_total` from the node, or
+/// `/proc`), it says how much of a login storm is the hash itself.
+struct HashingCollector {
+    hasher: Arc<PasswordHasher>,
+    computations: Opts,
+    cpu: Opts,
+    descs: Vec<Desc>,
+}
+
+impl HashingCollector {
+    fn new(hasher: Arc<PasswordHasher>) -> Self {
+        let computations = Opts::new(
+            "password_hashes_total",
+            "Argon2 computations: password hashes, verifications, and the verifications \
+             made for unknown usernames so that timing tells nothing.",
+        );
+        let cpu = Opts::new(
+            "password_hash_cpu_seconds_total",
+            "CPU time of the threads while they computed argon2.",
+        );
+        let descs = [&computations, &cpu]
+            .into_iter()
+            .filter_map(|o| o.describe().ok())
+            .collect();
+        Self {
+            hasher,
+            computations,
+            cpu,
+            descs,
+        }
+    }
+}
+
+impl Collector for HashingCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let work = self.hasher.work_done();
+        let mut families = Vec::with_capacity(2);
+        if let Ok(c) = IntCounter::with_opts(self.computations.clone()) {
+            c.inc_by(work.computations);
+            families.extend(c.collect());
+        }
+        if let Ok(c) = Counter::with_opts(self.cpu.clone()) {
+            c.inc_by(work.cpu.as_secs_f64());
+            families.extend(c.collect());
+        }
+        families
     }
 }
 

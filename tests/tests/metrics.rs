@@ -56,6 +56,7 @@ async fn sign_ins_tokens_mail_and_routes_are_counted() {
     idp.account("Anna", "Bianchi", PASSWORD).await;
     let browser = Browser::new();
 
+    let before = scrape(&idp).await;
     let login = browser.follow(&idp.url("/login"), &idp.base).await;
     let refused = browser
         .sign_in(&idp, &login, "anna.bianchi", "Wrong-password-1!")
@@ -88,6 +89,11 @@ async fn sign_ins_tokens_mail_and_routes_are_counted() {
     let _ = reqwest::get(idp.url("/no/such/page")).await.expect("GET");
 
     let m = scrape(&idp).await;
+    // The two sign-ins are one argon2 verification each, and their CPU time is counted.
+    let hashes = "idp_password_hashes_total";
+    assert_eq!(value(&m, hashes) - value(&before, hashes), 2.0, "{m}");
+    let cpu = "idp_password_hash_cpu_seconds_total";
+    assert!(value(&m, cpu) > value(&before, cpu), "{m}");
     assert_eq!(
         value(
             &m,
