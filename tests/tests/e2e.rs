@@ -19,6 +19,7 @@ mod oidc_errors;
 mod oidc_node_client;
 mod opaque_tokens;
 mod registration_store;
+mod request_tracing;
 mod shared_credentials;
 mod single_sign_on;
 mod spid_login;
