@@ -97,7 +97,7 @@ fn default_acquire_timeout_ms() -> u64 {
 }
 
 impl DatabaseConfig {
-    /// The connections the pool may open: `max_connections`, or 16 on PostgreSQL and 4
+    /// The connections the pool may open: `max_connections`, or 16 on PostgreSQL and 1
     /// on SQLite when it is unset.
     pub fn pool_size(&self) -> u32 {
         self.max_connections.unwrap_or(if self.is_sqlite() {
@@ -123,12 +123,17 @@ impl DatabaseConfig {
 
 /// The pool when `max_connections` is unset, on PostgreSQL.
 const POSTGRES_POOL: u32 = 16;
-/// The pool when `max_connections` is unset, on SQLite: it runs one writer at a time, so
-/// more connections add no write throughput, only writers that wait in SQLite's busy
-/// handler, which sleeps in growing steps. With 16, 64 concurrent refresh rotations on
-/// one core did 1,764-1,938/s with p99 57-60 ms; with 4, 2,044-2,224/s with p99 45-48 ms
-/// (bench/driver, same binary, back to back); 4 still lets reads run beside a write.
-const SQLITE_POOL: u32 = 4;
+/// The pool when `max_connections` is unset, on SQLite: one connection. SQLite runs one
+/// writer at a time, and in WAL mode a connection drops its page cache whenever another
+/// one has written: every connection past the first adds writers that wait in SQLite's
+/// busy handler (which sleeps in growing steps) and reads that start cold. 64 concurrent
+/// refresh rotations on one core, same binary, alternating: 16 connections did
+/// 1,764-1,938/s (p99 57-60 ms) where 4 did 2,044-2,224/s (p99 45-48 ms), on a faster
+/// day; today 4 did 1,666-1,750/s, 2 did 1,699-2,006/s and 1 did 2,109-2,353/s, with
+/// p99 41-56 ms for all three, the WAL checkpoints running beside the pool (see
+/// `SqlStore`). Every statement of the store is short (no transaction waits on anything
+/// but the database), so one connection serialises work that takes microseconds.
+const SQLITE_POOL: u32 = 1;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -857,7 +862,7 @@ mod tests {
     fn the_pool_defaults_to_16_on_postgresql_and_4_on_sqlite_unless_set() {
         let sqlite = load_str(MINIMAL).expect("loads");
         assert_eq!(sqlite.database.max_connections, None);
-        assert_eq!(sqlite.database.pool_size(), 4);
+        assert_eq!(sqlite.database.pool_size(), 1);
         let postgres = MINIMAL.replace("sqlite::memory:", "postgres://idp@db.internal/idp");
         assert_eq!(load_str(&postgres).expect("loads").database.pool_size(), 16);
         let set = MINIMAL.replace(
@@ -866,7 +871,7 @@ mod tests {
         );
         assert_eq!(load_str(&set).expect("loads").database.pool_size(), 9);
         let demo = Config::demo(std::path::Path::new("/tmp/demo"), 8443).expect("demo");
-        assert_eq!(demo.database.pool_size(), 4);
+        assert_eq!(demo.database.pool_size(), 1);
     }
 
     #[test]

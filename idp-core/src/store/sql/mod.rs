@@ -3,6 +3,7 @@
 //! them) and portable types only: TEXT, BIGINT/INTEGER (Unix seconds, 0/1 flags), BLOB.
 
 mod audit;
+mod checkpoints;
 mod clients;
 mod enablements;
 mod grants;
@@ -61,12 +62,16 @@ pub struct SqlStore {
     kind: DatabaseKind,
     /// PostgreSQL's refresh-token rotations, batched; `None` on SQLite.
     rotations: Option<rotations::Rotations>,
+    /// A SQLite file's WAL checkpoints, run beside the pool; `None` otherwise.
+    checkpoints: Option<checkpoints::Checkpoints>,
 }
 
 impl SqlStore {
     /// Connects without touching the schema. SQLite files (and their folder) are
-    /// created when missing; `sqlite::memory:` keeps one connection alive so the
-    /// database lives as long as the store.
+    /// created when missing, in WAL mode, with a task that checkpoints the log beside
+    /// the pool (see `checkpoints`) until the store is closed or dropped;
+    /// `sqlite::memory:` keeps one connection alive so the database lives as long as
+    /// the store.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         SqlStore::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
     }
@@ -132,22 +137,33 @@ impl SqlStore {
                     sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)
                         .await?;
+                    // The store's own task checkpoints the WAL (see `checkpoints`);
+                    // a commit checkpoints only when that task falls behind.
+                    sqlx::query(&format!(
+                        "PRAGMA wal_autocheckpoint = {}",
+                        checkpoints::BACKSTOP_PAGES
+                    ))
+                    .execute(&mut *conn)
+                    .await?;
                     Ok(())
                 })
             });
         }
         let rotations = (kind == DatabaseKind::Postgres)
             .then(|| rotations::Rotations::new(options.clone(), acquire_timeout));
-        let pool = pool.connect_with(options).await?;
+        let pool = pool.connect_with(options.clone()).await?;
+        let mut checkpoints = None;
         if kind == DatabaseKind::Sqlite && !memory {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
                 .await?;
+            checkpoints = Some(checkpoints::Checkpoints::start(&options).await?);
         }
         Ok(Self {
             pool,
             kind,
             rotations,
+            checkpoints,
         })
     }
 
@@ -170,6 +186,9 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.stop();
+        }
         self.pool.close().await;
         if let Some(rotations) = &self.rotations {
             rotations.close().await;
