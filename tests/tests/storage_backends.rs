@@ -725,6 +725,14 @@ impl SqliteFile {
     fn wal(&self) -> std::path::PathBuf {
         self.dir.join("idp.db-wal")
     }
+    /// A store on the file, migrated, with the default SQLite pool of one connection.
+    async fn store(&self) -> SqlStore {
+        let store = SqlStore::connect(&self.url(), 1)
+            .await
+            .expect("sqlite file");
+        store.migrate().await.expect("migrate");
+        store
+    }
     fn len(path: &std::path::Path) -> u64 {
         std::fs::metadata(path).map_or(0, |m| m.len())
     }
@@ -753,10 +761,7 @@ async fn eventually(mut done: impl FnMut() -> bool) -> bool {
 #[tokio::test]
 async fn a_sqlite_file_is_checkpointed_beside_the_pool() {
     let file = SqliteFile::new();
-    let store = SqlStore::connect(&file.url(), 1)
-        .await
-        .expect("sqlite file");
-    store.migrate().await.expect("migrate");
+    let store = file.store().await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let before = SqliteFile::len(&file.db());
     let mut mail = text_mail("mario@example.org", "Credenziali");
@@ -779,10 +784,7 @@ async fn a_sqlite_file_is_checkpointed_beside_the_pool() {
 #[tokio::test]
 async fn closing_a_sqlite_store_closes_its_checkpoint_connection() {
     let file = SqliteFile::new();
-    let store = SqlStore::connect(&file.url(), 1)
-        .await
-        .expect("sqlite file");
-    store.migrate().await.expect("migrate");
+    let store = file.store().await;
     store
         .push_mail(&text_mail("mario@example.org", "Credenziali"))
         .await
@@ -794,7 +796,7 @@ async fn closing_a_sqlite_store_closes_its_checkpoint_connection() {
         "the WAL is still there: a connection stayed open"
     );
     // The mail is in the database file.
-    let reopened = SqlStore::connect(&file.url(), 1).await.expect("reopen");
+    let reopened = file.store().await;
     assert_eq!(reopened.list_mail(10).await.expect("list").len(), 1);
     reopened.close().await;
 }
