@@ -214,33 +214,43 @@ impl GrantStore for SqlStore {
                 }
             }
             None => {
-                // SQLite has no data-modifying CTEs: two statements, with no transaction
-                // around them, since every statement is a hop to the connection's thread.
-                // The spend alone decides which concurrent use wins, as in
-                // `use_refresh_token`; a crash between the two leaves the old token spent
-                // and no replacement, which the client recovers from by signing in.
-                let spent = sqlx::query(SPEND_AND_READ_GRANT)
+                // SQLite has no data-modifying CTEs, but one call may run several
+                // statements: the spend (reading the grant) and the replacement, in one
+                // transaction, one hop to the connection's thread and one commit. The
+                // INSERT stores the replacement only when the UPDATE just spent the token
+                // (`changes()`), and only for an active grant of this client.
+                let mut conn = self.pool().acquire().await?;
+                let rows = sqlx::query(SQLITE_ROTATE)
                     .bind(r.old_hash)
                     .bind(r.now)
-                    .fetch_optional(self.pool())
-                    .await?;
-                if let Some(row) = spent {
-                    {
-                        let grant = grant_from_row(&row)?;
-                        let new_expires_at: Option<i64> = sqlx::query_scalar(INSERT_REPLACEMENT)
-                            .bind(&grant.id)
-                            .bind(r.now)
-                            .bind(r.new_hash)
-                            .bind(r.client_id)
-                            .bind(r.ttl_secs)
-                            .fetch_optional(self.pool())
-                            .await?;
-                        return Ok(Rotated::Fresh {
-                            grant: Box::new(grant),
-                            new_expires_at,
-                            account: None,
-                        });
+                    .bind(r.new_hash)
+                    .bind(r.client_id)
+                    .bind(r.ttl_secs)
+                    .fetch_all(&mut *conn)
+                    .await;
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        // A statement failed inside the transaction: end it here, or the
+                        // connection would go back to the pool with it open.
+                        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                        return Err(e.into());
                     }
+                };
+                let spent = rows.iter().find(|row| row.try_column("id").is_ok());
+                if let Some(row) = spent {
+                    let new_expires_at = match rows
+                        .iter()
+                        .find(|row| row.try_column("new_expires_at").is_ok())
+                    {
+                        Some(stored) => Some(stored.try_get("new_expires_at")?),
+                        None => None,
+                    };
+                    return Ok(Rotated::Fresh {
+                        grant: Box::new(grant_from_row(row)?),
+                        new_expires_at,
+                        account: None,
+                    });
                 }
             }
         }
@@ -286,9 +296,16 @@ impl GrantStore for SqlStore {
 const SPEND: &str = "UPDATE refresh_tokens SET used_at = $2 \
      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id";
 
-/// SPEND, also returning the grant's columns (SQLite and PostgreSQL both take scalar
-/// subqueries in RETURNING).
-const SPEND_AND_READ_GRANT: &str = "UPDATE refresh_tokens SET used_at = $2 \
+/// A whole rotation on SQLite ($1 the old token's hash, $2 now, $3 the replacement's
+/// hash, $4 the presenting client, $5 the replacement's lifetime), in one transaction:
+/// spend the token if unused and unexpired, returning its grant's columns (SQLite takes
+/// scalar subqueries in RETURNING); then store the replacement for that grant if it is
+/// an active grant of the client, expiring $5 seconds later or with the grant, returning
+/// that expiry. `changes()` in the INSERT is the number of rows the UPDATE changed (one,
+/// or none when the token was used, expired or unknown).
+const SQLITE_ROTATE: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    "UPDATE refresh_tokens SET used_at = $2 \
      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id AS id, \
      (SELECT g.account_id FROM grants g WHERE g.id = refresh_tokens.grant_id) AS account_id, \
      (SELECT g.client_id FROM grants g WHERE g.id = refresh_tokens.grant_id) AS client_id, \
@@ -299,15 +316,15 @@ const SPEND_AND_READ_GRANT: &str = "UPDATE refresh_tokens SET used_at = $2 \
      (SELECT g.amr FROM grants g WHERE g.id = refresh_tokens.grant_id) AS amr, \
      (SELECT g.created_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS created_at, \
      (SELECT g.expires_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS expires_at, \
-     (SELECT g.revoked_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS revoked_at";
-
-/// Stores the replacement ($3) of a token of grant $1 at $2, for an active grant of
-/// client $4, expiring $5 seconds later or with the grant; returns that expiry.
-const INSERT_REPLACEMENT: &str = "INSERT INTO refresh_tokens \
-     (token_hash, grant_id, created_at, expires_at) \
+     (SELECT g.revoked_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS revoked_at; ",
+    "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
      SELECT $3, g.id, $2, CASE WHEN $2 + $5 < g.expires_at THEN $2 + $5 ELSE g.expires_at END \
-     FROM grants g WHERE g.id = $1 AND g.client_id = $4 AND g.revoked_at IS NULL \
-     AND g.expires_at > $2 RETURNING expires_at";
+     FROM grants g WHERE changes() = 1 \
+     AND g.id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $1) \
+     AND g.client_id = $4 AND g.revoked_at IS NULL AND g.expires_at > $2 \
+     RETURNING expires_at AS new_expires_at; ",
+    "COMMIT;"
+);
 
 impl SqlStore {
     /// Why a refresh token could not be spent: used before, expired, or unknown.
@@ -425,6 +442,38 @@ mod tests {
             Rotated::Reused { grant_id } if grant_id == "g1"
         ));
         assert_eq!(store.grant_of_refresh_token("other").await.unwrap(), None);
+    }
+
+    /// The replacement's hash is taken: the INSERT fails after the UPDATE spent the old
+    /// token, and the whole rotation is undone, on a connection that stays usable.
+    #[tokio::test]
+    async fn a_rotation_that_fails_spends_nothing() {
+        let store = store_with_grant(NOW + 1000).await;
+        store
+            .insert_refresh_token("taken", "g1", NOW + 100)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .rotate_refresh_token(&rotation("old", "taken", "pago-in-rete", NOW))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            store.use_refresh_token_peek("old", NOW).await.unwrap(),
+            Some(NOW + 100),
+            "the old token is still unused"
+        );
+        assert!(matches!(
+            store
+                .rotate_refresh_token(&rotation("old", "new", "pago-in-rete", NOW))
+                .await
+                .unwrap(),
+            Rotated::Fresh {
+                new_expires_at: Some(_),
+                ..
+            }
+        ));
     }
 
     #[tokio::test]
