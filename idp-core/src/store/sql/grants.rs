@@ -106,15 +106,18 @@ impl GrantStore for SqlStore {
                     .await?;
             }
             DatabaseKind::Sqlite => {
-                // SQLite has no INSERT in WITH; it is in-process, a transaction is cheap.
-                let mut tx = self.pool().begin().await?;
-                bind_grant(sqlx::query(INSERT_GRANT), g)?
-                    .execute(&mut *tx)
-                    .await?;
-                insert_refresh_token(token_hash, &g.id, expires_at)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
+                // SQLite has no INSERT in WITH: the two INSERTs in one transaction, sent
+                // in one call.
+                let statement = format!(
+                    "BEGIN IMMEDIATE; {INSERT_GRANT}; \
+                     INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+                     VALUES ($12, $1, $13, $14); COMMIT;"
+                );
+                let query = bind_grant(sqlx::query(&statement), g)?
+                    .bind(token_hash)
+                    .bind(crate::directory::now())
+                    .bind(expires_at);
+                self.sqlite_transaction_in_one_call(query).await?;
             }
         }
         Ok(())
@@ -219,24 +222,13 @@ impl GrantStore for SqlStore {
                 // transaction, one hop to the connection's thread and one commit. The
                 // INSERT stores the replacement only when the UPDATE just spent the token
                 // (`changes()`), and only for an active grant of this client.
-                let mut conn = self.pool().acquire().await?;
-                let rows = sqlx::query(SQLITE_ROTATE)
+                let query = sqlx::query(SQLITE_ROTATE)
                     .bind(r.old_hash)
                     .bind(r.now)
                     .bind(r.new_hash)
                     .bind(r.client_id)
-                    .bind(r.ttl_secs)
-                    .fetch_all(&mut *conn)
-                    .await;
-                let rows = match rows {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        // A statement failed inside the transaction: end it here, or the
-                        // connection would go back to the pool with it open.
-                        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                        return Err(e.into());
-                    }
-                };
+                    .bind(r.ttl_secs);
+                let rows = self.sqlite_transaction_in_one_call(query).await?;
                 let spent = rows.iter().find(|row| row.try_column("id").is_ok());
                 if let Some(row) = spent {
                     let new_expires_at = match rows
@@ -327,6 +319,26 @@ const SQLITE_ROTATE: &str = concat!(
 );
 
 impl SqlStore {
+    /// Runs a SQLite transaction written out as one query (`BEGIN IMMEDIATE; ...;
+    /// COMMIT;`) in one call to the connection's thread (each call is a hop there and
+    /// back), returning the rows of all its statements. When a statement fails, the
+    /// transaction is rolled back here: the connection goes back to the pool with none
+    /// open, and nothing of it is kept.
+    async fn sqlite_transaction_in_one_call<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Vec<AnyRow>> {
+        let mut conn = self.pool().acquire().await?;
+        match query.fetch_all(&mut *conn).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                // Fails harmlessly when the transaction never began (BEGIN was refused).
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Why a refresh token could not be spent: used before, expired, or unknown.
     async fn classify_refresh_token(&self, token_hash: &str) -> Result<RefreshUse> {
         let row = sqlx::query(
