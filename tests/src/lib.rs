@@ -16,6 +16,20 @@ pub fn redis_url() -> String {
     std::env::var("IDP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Polls `check` every 200 ms until it holds; fails the test, naming `what`, when it has
+/// not held within `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// A random lowercase suffix for database names and key prefixes.
 pub fn unique_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_string()

@@ -19,7 +19,8 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn temp_dir(kind: &str) -> PathBuf {
+/// A new folder under the system's temp dir, named after `kind`.
+pub fn temp_dir(kind: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("idp-{kind}-{}", crate::unique_suffix()));
     std::fs::create_dir_all(&dir).expect("create the temporary folder");
     dir

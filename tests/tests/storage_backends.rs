@@ -1,6 +1,7 @@
 //! The storage contract, written once and run on SQLite and on PostgreSQL.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use idp_core::CoreError;
 use idp_core::account::{AccountKind, Email, Username};
@@ -10,7 +11,7 @@ use idp_core::mail::{Attachment, OutgoingMail};
 use idp_core::password::{HashParams, Password, PasswordHasher, PasswordPolicy};
 use idp_core::store::sql::SqlStore;
 use idp_core::store::{OutboxStore, Store};
-use idp_tests::TestDatabase;
+use idp_tests::{TestDatabase, eventually};
 
 fn person(given: &str, family: &str, fiscal_code: Option<&str>) -> NewAccount {
     NewAccount {
@@ -712,9 +713,9 @@ struct SqliteFile {
 
 impl SqliteFile {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("idp-sqlite-{}", idp_tests::unique_suffix()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self { dir }
+        Self {
+            dir: idp_tests::services::temp_dir("sqlite"),
+        }
     }
     fn url(&self) -> String {
         format!("sqlite://{}", self.db().display())
@@ -744,17 +745,6 @@ impl Drop for SqliteFile {
     }
 }
 
-/// Polls `done` every 20 ms for up to 5 s.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..250 {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    done()
-}
-
 /// A commit only appends its pages to the WAL; the store's own task copies them into the
 /// database file (SQLite's checkpoint inside a commit waits for 4,000 pages). About 1.2
 /// MB of mail, some 300 pages, reach the database file without another write.
@@ -762,19 +752,22 @@ async fn eventually(mut done: impl FnMut() -> bool) -> bool {
 async fn a_sqlite_file_is_checkpointed_beside_the_pool() {
     let file = SqliteFile::new();
     let store = file.store().await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let before = SqliteFile::len(&file.db());
     let mut mail = text_mail("mario@example.org", "Credenziali");
     mail.body_text = "x".repeat(4000);
     for _ in 0..300 {
         store.push_mail(&mail).await.expect("push");
     }
-    assert!(
-        eventually(|| SqliteFile::len(&file.db()) >= before + 1_000_000).await,
-        "the database file grew from {before} to {} bytes (WAL {} bytes)",
-        SqliteFile::len(&file.db()),
-        SqliteFile::len(&file.wal())
-    );
+    eventually(
+        "1 MB more of the database file, from the WAL",
+        Duration::from_secs(5),
+        || {
+            let grown = SqliteFile::len(&file.db()) >= before + 1_000_000;
+            async move { grown }
+        },
+    )
+    .await;
     assert_eq!(store.list_mail(500).await.expect("list").len(), 300);
     store.close().await;
 }
@@ -791,10 +784,15 @@ async fn closing_a_sqlite_store_closes_its_checkpoint_connection() {
         .expect("push");
     assert!(file.wal().exists(), "WAL mode");
     store.close().await;
-    assert!(
-        eventually(|| !file.wal().exists()).await,
-        "the WAL is still there: a connection stayed open"
-    );
+    eventually(
+        "the WAL removed: no connection left open",
+        Duration::from_secs(5),
+        || {
+            let gone = !file.wal().exists();
+            async move { gone }
+        },
+    )
+    .await;
     // The mail is in the database file.
     let reopened = file.store().await;
     assert_eq!(reopened.list_mail(10).await.expect("list").len(), 1);

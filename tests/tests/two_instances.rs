@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use idp_core::keys::SigningAlgorithm;
-use idp_tests::flows;
 use idp_tests::harness::{Backend, Browser, TestIdp, query_param};
 use idp_tests::registration::text_of;
+use idp_tests::{eventually, flows};
 use serde_json::Value;
 
 const PASSWORD: &str = "Lavagna-Nuova!2026";
@@ -134,18 +134,6 @@ async fn signing_kid(idp: &TestIdp, browser: &Browser) -> String {
         .expect("header")
         .kid
         .expect("kid")
-}
-
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
