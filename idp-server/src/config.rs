@@ -859,7 +859,7 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_defaults_to_16_on_postgresql_and_4_on_sqlite_unless_set() {
+    fn the_pool_defaults_to_16_on_postgresql_and_1_on_sqlite_unless_set() {
         let sqlite = load_str(MINIMAL).expect("loads");
         assert_eq!(sqlite.database.max_connections, None);
         assert_eq!(sqlite.database.pool_size(), 1);
