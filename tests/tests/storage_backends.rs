@@ -462,8 +462,8 @@ async fn a_link_and_its_mail_are_written_together(store: Arc<dyn Store>) {
 }
 
 /// Runs each body on a fresh in-memory SQLite and on a throwaway PostgreSQL database.
-/// Many rotations at once, as under load (PostgreSQL batches them into shared
-/// statements): each token is spent once, each replacement belongs to its own grant and
+/// Many rotations at once, as under load (both stores batch them: shared statements on
+/// PostgreSQL, shared transactions on SQLite): each token is spent once, each replacement belongs to its own grant and
 /// client, and a token presented several times at once wins once; the rest find it
 /// used.
 async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
@@ -558,11 +558,12 @@ async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
             store.grant_of_refresh_token(&new[k]).await.expect("read"),
             Some(format!("g{k}"))
         );
-        // PostgreSQL reads the account and its roles in the same statement.
-        if let Some(read) = read {
-            assert_eq!(read.0.id, account.id);
-            assert_eq!(read.1, vec!["docente".to_string()]);
-        }
+        // The batch reads the account and its roles with the grant.
+        let Some(read) = read else {
+            panic!("token {k}: the account is read with the rotation");
+        };
+        assert_eq!(read.0.id, account.id);
+        assert_eq!(read.1, vec!["docente".to_string()]);
     }
     // Token 5: six uses at once, one fresh, five found used.
     let mut token5: Vec<&Rotated> = vec![&outcomes[5]];

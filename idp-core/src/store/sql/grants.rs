@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{DatabaseKind, SqlStore, account_from_row};
+use super::{DatabaseKind, SqlStore, account_from_row, sqlite_transaction_in_one_call};
 use crate::grant::{Grant, GrantStore, RefreshUse, Rotated, Rotation};
 use crate::{CoreError, Result};
 
@@ -117,7 +117,7 @@ impl GrantStore for SqlStore {
                     .bind(token_hash)
                     .bind(crate::directory::now())
                     .bind(expires_at);
-                self.sqlite_transaction_in_one_call(query).await?;
+                sqlite_transaction_in_one_call(self.pool(), query).await?;
             }
         }
         Ok(())
@@ -187,64 +187,30 @@ impl GrantStore for SqlStore {
     }
 
     async fn rotate_refresh_token(&self, r: &Rotation<'_>) -> Result<Rotated> {
-        // Each arm returns a fresh rotation; what falls through was not spent.
-        // PostgreSQL's store has the batched rotations, SQLite's none.
-        match &self.rotations {
-            Some(rotations) => {
-                // PostgreSQL runs data-modifying CTEs: spend, insert and read the grant,
-                // its account and roles in one statement, with the other rotations that
-                // arrive meanwhile (`rotations`): one round trip and one commit (one WAL
-                // flush) for the batch. One row per role, as in `account_with_roles`.
-                let rows = rotations.rotate(r).await?;
-                if let Some(first) = rows.first() {
-                    let account = match first.try_get::<Option<String>, _>("id")? {
-                        Some(_) => {
-                            let mut roles = Vec::new();
-                            for row in &rows {
-                                if let Some(role) = row.try_get::<Option<String>, _>("role")? {
-                                    roles.push(role);
-                                }
-                            }
-                            Some(Box::new((account_from_row(first)?, roles)))
+        // Spend, insert and read the grant, its account and roles in one statement
+        // (PostgreSQL; one transaction on SQLite), with the other rotations that
+        // arrive meanwhile (`rotations`): one round trip and one commit for the batch.
+        // One row per role, as in `account_with_roles`; none when the token was not
+        // spent.
+        let rows = self.rotations.rotate(r).await?;
+        if let Some(first) = rows.first() {
+            let account = match first.try_get::<Option<String>, _>("id")? {
+                Some(_) => {
+                    let mut roles = Vec::new();
+                    for row in &rows {
+                        if let Some(role) = row.try_get::<Option<String>, _>("role")? {
+                            roles.push(role);
                         }
-                        None => None,
-                    };
-                    return Ok(Rotated::Fresh {
-                        grant: Box::new(grant_from_prefixed_row(first, "g_")?),
-                        new_expires_at: first.try_get("new_expires_at")?,
-                        account,
-                    });
+                    }
+                    Some(Box::new((account_from_row(first)?, roles)))
                 }
-            }
-            None => {
-                // SQLite has no data-modifying CTEs, but one call may run several
-                // statements: the spend (reading the grant) and the replacement, in one
-                // transaction, one hop to the connection's thread and one commit. The
-                // INSERT stores the replacement only when the UPDATE just spent the token
-                // (`changes()`), and only for an active grant of this client.
-                let query = sqlx::query(SQLITE_ROTATE)
-                    .bind(r.old_hash)
-                    .bind(r.now)
-                    .bind(r.new_hash)
-                    .bind(r.client_id)
-                    .bind(r.ttl_secs);
-                let rows = self.sqlite_transaction_in_one_call(query).await?;
-                let spent = rows.iter().find(|row| row.try_column("id").is_ok());
-                if let Some(row) = spent {
-                    let new_expires_at = match rows
-                        .iter()
-                        .find(|row| row.try_column("new_expires_at").is_ok())
-                    {
-                        Some(stored) => Some(stored.try_get("new_expires_at")?),
-                        None => None,
-                    };
-                    return Ok(Rotated::Fresh {
-                        grant: Box::new(grant_from_row(row)?),
-                        new_expires_at,
-                        account: None,
-                    });
-                }
-            }
+                None => None,
+            };
+            return Ok(Rotated::Fresh {
+                grant: Box::new(grant_from_prefixed_row(first, "g_")?),
+                new_expires_at: first.try_get("new_expires_at")?,
+                account,
+            });
         }
         Ok(match self.classify_refresh_token(r.old_hash).await? {
             RefreshUse::Reused { grant_id } => Rotated::Reused { grant_id },
@@ -288,57 +254,7 @@ impl GrantStore for SqlStore {
 const SPEND: &str = "UPDATE refresh_tokens SET used_at = $2 \
      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id";
 
-/// A whole rotation on SQLite ($1 the old token's hash, $2 now, $3 the replacement's
-/// hash, $4 the presenting client, $5 the replacement's lifetime), in one transaction:
-/// spend the token if unused and unexpired, returning its grant's columns (SQLite takes
-/// scalar subqueries in RETURNING); then store the replacement for that grant if it is
-/// an active grant of the client, expiring $5 seconds later or with the grant, returning
-/// that expiry. `changes()` in the INSERT is the number of rows the UPDATE changed (one,
-/// or none when the token was used, expired or unknown).
-const SQLITE_ROTATE: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    "UPDATE refresh_tokens SET used_at = $2 \
-     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING grant_id AS id, \
-     (SELECT g.account_id FROM grants g WHERE g.id = refresh_tokens.grant_id) AS account_id, \
-     (SELECT g.client_id FROM grants g WHERE g.id = refresh_tokens.grant_id) AS client_id, \
-     (SELECT g.scope FROM grants g WHERE g.id = refresh_tokens.grant_id) AS scope, \
-     (SELECT g.sid FROM grants g WHERE g.id = refresh_tokens.grant_id) AS sid, \
-     (SELECT g.auth_time FROM grants g WHERE g.id = refresh_tokens.grant_id) AS auth_time, \
-     (SELECT g.acr FROM grants g WHERE g.id = refresh_tokens.grant_id) AS acr, \
-     (SELECT g.amr FROM grants g WHERE g.id = refresh_tokens.grant_id) AS amr, \
-     (SELECT g.created_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS created_at, \
-     (SELECT g.expires_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS expires_at, \
-     (SELECT g.revoked_at FROM grants g WHERE g.id = refresh_tokens.grant_id) AS revoked_at; ",
-    "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
-     SELECT $3, g.id, $2, CASE WHEN $2 + $5 < g.expires_at THEN $2 + $5 ELSE g.expires_at END \
-     FROM grants g WHERE changes() = 1 \
-     AND g.id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $1) \
-     AND g.client_id = $4 AND g.revoked_at IS NULL AND g.expires_at > $2 \
-     RETURNING expires_at AS new_expires_at; ",
-    "COMMIT;"
-);
-
 impl SqlStore {
-    /// Runs a SQLite transaction written out as one query (`BEGIN IMMEDIATE; ...;
-    /// COMMIT;`) in one call to the connection's thread (each call is a hop there and
-    /// back), returning the rows of all its statements. When a statement fails, the
-    /// transaction is rolled back here: the connection goes back to the pool with none
-    /// open, and nothing of it is kept.
-    async fn sqlite_transaction_in_one_call<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> Result<Vec<AnyRow>> {
-        let mut conn = self.pool().acquire().await?;
-        match query.fetch_all(&mut *conn).await {
-            Ok(rows) => Ok(rows),
-            Err(e) => {
-                // Fails harmlessly when the transaction never began (BEGIN was refused).
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e.into())
-            }
-        }
-    }
-
     /// Why a refresh token could not be spent: used before, expired, or unknown.
     async fn classify_refresh_token(&self, token_hash: &str) -> Result<RefreshUse> {
         let row = sqlx::query(
@@ -456,8 +372,9 @@ mod tests {
         assert_eq!(store.grant_of_refresh_token("other").await.unwrap(), None);
     }
 
-    /// The replacement's hash is taken: the INSERT fails after the UPDATE spent the old
-    /// token, and the whole rotation is undone, on a connection that stays usable.
+    /// The replacement's hash is taken: the batch's INSERT fails inside its transaction,
+    /// which is rolled back (the old token stays unused), and the connection stays
+    /// usable: the next rotation opens a transaction on it.
     #[tokio::test]
     async fn a_rotation_that_fails_spends_nothing() {
         let store = store_with_grant(NOW + 1000).await;

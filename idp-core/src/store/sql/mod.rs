@@ -60,8 +60,8 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqlStore {
     pool: AnyPool,
     kind: DatabaseKind,
-    /// PostgreSQL's refresh-token rotations, batched; `None` on SQLite.
-    rotations: Option<rotations::Rotations>,
+    /// The refresh-token rotations, batched.
+    rotations: rotations::Rotations,
     /// A SQLite file's WAL checkpoints, run beside the pool; `None` otherwise.
     checkpoints: Option<checkpoints::Checkpoints>,
 }
@@ -149,9 +149,13 @@ impl SqlStore {
                 })
             });
         }
-        let rotations = (kind == DatabaseKind::Postgres)
-            .then(|| rotations::Rotations::new(options.clone(), acquire_timeout));
         let pool = pool.connect_with(options.clone()).await?;
+        let rotations = match kind {
+            DatabaseKind::Postgres => {
+                rotations::Rotations::postgres(options.clone(), acquire_timeout)
+            }
+            DatabaseKind::Sqlite => rotations::Rotations::sqlite(pool.clone()),
+        };
         let mut checkpoints = None;
         if kind == DatabaseKind::Sqlite && !memory {
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -190,8 +194,26 @@ impl SqlStore {
             checkpoints.stop();
         }
         self.pool.close().await;
-        if let Some(rotations) = &self.rotations {
-            rotations.close().await;
+        self.rotations.close().await;
+    }
+}
+
+/// Runs a SQLite transaction written out as one query (`BEGIN IMMEDIATE; ...;
+/// COMMIT;`) in one call to the connection's thread (each call is a hop there and
+/// back), returning the rows of all its statements. When a statement fails, the
+/// transaction is rolled back here: the connection goes back to the pool with none
+/// open, and nothing of it is kept.
+async fn sqlite_transaction_in_one_call<'q>(
+    pool: &AnyPool,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> Result<Vec<AnyRow>> {
+    let mut conn = pool.acquire().await?;
+    match query.fetch_all(&mut *conn).await {
+        Ok(rows) => Ok(rows),
+        Err(e) => {
+            // Fails harmlessly when the transaction never began (BEGIN was refused).
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e.into())
         }
     }
 }

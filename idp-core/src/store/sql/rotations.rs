@@ -1,28 +1,34 @@
-//! Refresh-token rotations on PostgreSQL, several per statement.
+//! Refresh-token rotations, several per statement (PostgreSQL) or per transaction
+//! (SQLite).
 //!
 //! A rotation is one short write: spend the old token, store its replacement, read the
-//! grant, its account and roles. Run one per statement, PostgreSQL spends most of its
-//! time on what every statement costs whatever its size (a round trip, the executor's
-//! set-up, a commit and its WAL flush) rather than on the rows. The batcher queues the
-//! rotations that arrive while earlier ones are running and sends each queue as one
-//! statement, with at most [`MAX_IN_FLIGHT`] statements running at once: with one
-//! request at a time nothing waits (a batch of one goes out at once), and under load
-//! the batches grow by themselves. This is group commit, done where the statement is
-//! built.
+//! grant, its account and roles. Run one at a time, the database spends most of its
+//! time on what every write costs whatever its size: on PostgreSQL a round trip, the
+//! executor's set-up, a commit and its WAL flush; on SQLite a hop to the connection's
+//! thread and a commit that appends every page it touched to the WAL (a rotation
+//! touches four or five, and most of them are the same pages as the next rotation's).
+//! The batcher queues the rotations that arrive while earlier ones are running and
+//! sends each queue as one statement (one transaction on SQLite), with at most
+//! [`Backend::in_flight`] running at once: with one request at a time nothing waits (a
+//! batch of one goes out at once), and under load the batches grow by themselves. This
+//! is group commit, done where the statement is built.
 //!
-//! What stays as with one statement per rotation:
-//! - A statement is atomic: a batch that fails spends nothing, and each of its
-//!   rotations gets the error (a client may retry with the same token).
-//! - One token is spent once. The UPDATE only spends an unused token, and two batches
-//!   that hold the same token are ordered by its row lock: the second finds it used.
-//!   Twice in one batch (a replay racing the first use), its row is updated once, for
-//!   one of the two (an UPDATE ... FROM updates a row once however many input rows
-//!   match it, and returns the input row that did), and the other finds it used.
-//! - The plan stays index lookups whatever the batch size: the tokens are found
-//!   through the primary key (`token_hash = ANY(...)`), and each grant, account and
-//!   role list is read by a lateral subquery per rotation (`OFFSET 0` keeps PostgreSQL
-//!   from turning it into a join over the whole table).
+//! What stays as with one rotation per transaction:
+//! - A batch is atomic: one that fails spends nothing, and each of its rotations gets
+//!   the error (a client may retry with the same token).
+//! - One token is spent once. A batch only spends unused tokens, and two batches that
+//!   hold the same token run one after the other (PostgreSQL orders them by the
+//!   token's row lock, SQLite has one writer): the second finds it used. Twice in one
+//!   queue (a replay racing the first use), the second goes into the next batch, which
+//!   finds it used.
+//! - The plans stay index lookups whatever the batch size: the tokens are found
+//!   through the primary key, and each grant, account and role list by its key. On
+//!   PostgreSQL the old tokens are matched by `token_hash = ANY(...)` and the rest is
+//!   read by a lateral subquery per rotation (`OFFSET 0` keeps PostgreSQL from turning
+//!   it into a join over the whole table); on SQLite every statement loops over the
+//!   batch's JSON array (`json_each`) and looks each row up by its key.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -31,20 +37,41 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::account_columns;
+use super::{account_columns, sqlite_transaction_in_one_call};
 use crate::grant::Rotation;
 use crate::{CoreError, Result};
 
-/// At most this many rotation statements run at once (each holds one connection).
-pub(super) const MAX_IN_FLIGHT: usize = 2;
 /// At most this many rotations go into one statement.
 pub(super) const MAX_BATCH: usize = 256;
 
-/// The batched rotations of one store: their own connections, and the task that
+/// Where the batches run, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Backend {
+    /// [`ROTATE_BATCH`] on connections of the batcher's own.
+    Postgres,
+    /// [`SQLITE_ROTATE_BATCH`] on the store's pool.
+    Sqlite,
+}
+
+impl Backend {
+    /// At most this many batches run at once. PostgreSQL runs two side by side (each
+    /// holds one connection): one is sent while the other commits. SQLite has one
+    /// writer, so a second batch would only wait for the first; what arrives meanwhile
+    /// waits in the queue instead, and goes out in the next batch.
+    pub(super) const fn in_flight(self) -> usize {
+        match self {
+            Backend::Postgres => 2,
+            Backend::Sqlite => 1,
+        }
+    }
+}
+
+/// The batched rotations of one store: the connections they run on, and the task that
 /// batches them (started on first use, on the Tokio runtime that uses the store). Cheap
 /// to clone.
 #[derive(Clone, Debug)]
 pub(super) struct Rotations {
+    backend: Backend,
     pool: AnyPool,
     /// Where rotations wait for the batching task, which ends when the last clone of
     /// the queue is dropped.
@@ -52,17 +79,17 @@ pub(super) struct Rotations {
 }
 
 impl Rotations {
-    /// [`MAX_IN_FLIGHT`] connections of their own, opened when first needed, on which
-    /// the planner may not scan a table. The statement's plan is kept per connection
-    /// and made when it first runs, often on a new database whose tables are still
-    /// nearly empty and not yet analyzed: a scan of `refresh_tokens` then looks cheapest
-    /// and stays in the plan as the table grows (seen: rotations slowing from 5,100/s
-    /// to 3,200/s within 30 s on a fresh database, back to 8,600/s after an ANALYZE).
-    /// Every table this statement reads is read by its primary key, so an index lookup
-    /// is always right.
-    pub(super) fn new(options: AnyConnectOptions, acquire_timeout: Duration) -> Self {
+    /// On PostgreSQL: [`Backend::in_flight`] connections of their own, opened when first
+    /// needed, on which the planner may not scan a table. The statement's plan is kept
+    /// per connection and made when it first runs, often on a new database whose tables
+    /// are still nearly empty and not yet analyzed: a scan of `refresh_tokens` then
+    /// looks cheapest and stays in the plan as the table grows (seen: rotations slowing
+    /// from 5,100/s to 3,200/s within 30 s on a fresh database, back to 8,600/s after
+    /// an ANALYZE). Every table this statement reads is read by its primary key, so an
+    /// index lookup is always right.
+    pub(super) fn postgres(options: AnyConnectOptions, acquire_timeout: Duration) -> Self {
         let pool = AnyPoolOptions::new()
-            .max_connections(MAX_IN_FLIGHT as u32)
+            .max_connections(Backend::Postgres.in_flight() as u32)
             .acquire_timeout(acquire_timeout)
             .test_before_acquire(false)
             .after_connect(|conn, _| {
@@ -75,6 +102,17 @@ impl Rotations {
             })
             .connect_lazy_with(options);
         Self {
+            backend: Backend::Postgres,
+            pool,
+            queue: Arc::default(),
+        }
+    }
+
+    /// On SQLite: the store's own pool (one writer at a time whatever the pool's size;
+    /// SQLite's planner needs no help).
+    pub(super) fn sqlite(pool: AnyPool) -> Self {
+        Self {
+            backend: Backend::Sqlite,
             pool,
             queue: Arc::default(),
         }
@@ -85,7 +123,7 @@ impl Rotations {
     pub(super) async fn rotate(&self, r: &Rotation<'_>) -> Result<Vec<AnyRow>> {
         let queue = self.queue.get_or_init(|| {
             let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-            tokio::spawn(batch_rotations(self.pool.clone(), rx));
+            tokio::spawn(batch_rotations(self.backend, self.pool.clone(), rx));
             queue
         });
         let (reply, rows) = oneshot::channel();
@@ -105,8 +143,12 @@ impl Rotations {
         rows.await.map_err(|_| stopped())?
     }
 
+    /// Closes the batcher's own connections (PostgreSQL); the SQLite batches use the
+    /// store's pool, which the store closes.
     pub(super) async fn close(&self) {
-        self.pool.close().await;
+        if self.backend == Backend::Postgres {
+            self.pool.close().await;
+        }
     }
 }
 
@@ -129,8 +171,8 @@ struct Item {
     l: i64,
 }
 
-async fn batch_rotations(pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+async fn batch_rotations(backend: Backend, pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(backend.in_flight()));
     // Wait for a free slot before taking anything: what arrives meanwhile queues up
     // and goes out together.
     while let Ok(slot) = in_flight.clone().acquire_owned().await {
@@ -144,34 +186,73 @@ async fn batch_rotations(pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {
         }
         let pool = pool.clone();
         tokio::spawn(async move {
-            run_batch(&pool, batch).await;
+            // A token twice in the queue: the first goes in this batch, the second in
+            // the next one, which finds it used (see the module's comment).
+            let mut batch = Some(batch);
+            while let Some(this) = batch.take() {
+                let (once, again) = split_repeated_tokens(this);
+                run_batch(backend, &pool, once).await;
+                batch = (!again.is_empty()).then_some(again);
+            }
             drop(slot);
         });
     }
 }
 
-async fn run_batch(pool: &AnyPool, mut batch: Vec<Pending>) {
-    // The UPDATE locks the tokens in the order of the JSON array: in hash order, two
-    // instances' batches that share tokens (a replay sent to both) cannot deadlock.
-    batch.sort_unstable_by(|a, b| a.item.o.cmp(&b.item.o));
-    let mut hashes = String::with_capacity(batch.len() * 65);
-    for (ord, p) in batch.iter_mut().enumerate() {
-        p.item.ord = ord as i64;
-        if ord > 0 {
-            hashes.push(' ');
+/// The batch sorted by old token, each token once, and the rotations that repeat a
+/// token of the batch. In token order, two instances' PostgreSQL batches that share
+/// tokens (a replay sent to both) lock them in the same order and cannot deadlock.
+fn split_repeated_tokens(mut batch: Vec<Pending>) -> (Vec<Pending>, Vec<Pending>) {
+    batch.sort_by(|a, b| a.item.o.cmp(&b.item.o));
+    let mut once: Vec<Pending> = Vec::with_capacity(batch.len());
+    let mut again = Vec::new();
+    for p in batch {
+        match once.last() {
+            Some(last) if last.item.o == p.item.o => again.push(p),
+            _ => once.push(p),
         }
-        // Token hashes are hex (`TokenHash`): no spaces, so the list splits back.
-        hashes.push_str(&p.item.o);
     }
+    for (ord, p) in once.iter_mut().enumerate() {
+        p.item.ord = ord as i64;
+    }
+    (once, again)
+}
+
+async fn run_batch(backend: Backend, pool: &AnyPool, batch: Vec<Pending>) {
     let items: Vec<&Item> = batch.iter().map(|p| &p.item).collect();
-    let result = match serde_json::to_string(&items) {
-        Ok(json) => sqlx::query(ROTATE_BATCH)
-            .bind(hashes)
-            .bind(json)
-            .fetch_all(pool)
-            .await
-            .map_err(CoreError::from),
-        Err(e) => Err(CoreError::Invalid(format!("rotation batch: {e}"))),
+    let json = match serde_json::to_string(&items) {
+        Ok(json) => json,
+        Err(e) => {
+            let text = format!("rotation batch: {e}");
+            for p in batch {
+                let _ = p.reply.send(Err(CoreError::Invalid(text.clone())));
+            }
+            return;
+        }
+    };
+    let result = match backend {
+        Backend::Postgres => {
+            let mut hashes = String::with_capacity(batch.len() * 65);
+            for p in &batch {
+                if !hashes.is_empty() {
+                    hashes.push(' ');
+                }
+                // Token hashes are hex (`TokenHash`): no spaces, so the list splits back.
+                hashes.push_str(&p.item.o);
+            }
+            sqlx::query(ROTATE_BATCH)
+                .bind(hashes)
+                .bind(json)
+                .fetch_all(pool)
+                .await
+                .map_err(CoreError::from)
+        }
+        Backend::Sqlite => {
+            let query = sqlx::query(SQLITE_ROTATE_BATCH).bind(json);
+            sqlite_transaction_in_one_call(pool, query)
+                .await
+                .and_then(|rows| rows_of_spent_tokens(&batch, rows))
+        }
     };
     // Each row's `ord`: the rows come ordered by it, to split among the rotations.
     let result = result.and_then(|rows| {
@@ -193,9 +274,9 @@ async fn run_batch(pool: &AnyPool, mut batch: Vec<Pending>) {
             }
         }
         Err(e) => {
-            // The statement failed: none of its rotations took effect (a row without
-            // its `ord` would be a bug in ROTATE_BATCH). The first gets the error
-            // itself, the others its text, as unavailable when it was.
+            // The batch failed: none of its rotations took effect (a row without its
+            // `ord` would be a bug in the statement). The first gets the error itself,
+            // the others its text, as unavailable when it was.
             let text = format!("batched refresh-token rotation failed: {e}");
             let unavailable = e.is_unavailable();
             let mut batch = batch.into_iter();
@@ -214,6 +295,33 @@ async fn run_batch(pool: &AnyPool, mut batch: Vec<Pending>) {
     }
 }
 
+/// The rows of [`SQLITE_ROTATE_BATCH`] as [`ROTATE_BATCH`] gives them: the rows of the
+/// rotations whose token this batch spent (the UPDATE's `spent` rows name them), in
+/// order. The final SELECT also finds a token spent earlier in the same second, by a
+/// batch before: that rotation spent nothing, and gets no rows.
+fn rows_of_spent_tokens(batch: &[Pending], rows: Vec<AnyRow>) -> Result<Vec<AnyRow>> {
+    let mut spent = HashSet::new();
+    let mut read = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.try_column("spent").is_ok() {
+            spent.insert(row.try_get::<String, _>("spent")?);
+        } else {
+            read.push(row);
+        }
+    }
+    let mut mine = Vec::with_capacity(read.len());
+    for row in read {
+        let ord: i64 = row.try_get("ord")?;
+        let item = usize::try_from(ord)
+            .ok()
+            .and_then(|ord| batch.get(ord))
+            .ok_or_else(|| CoreError::Invalid(format!("rotation batch: no rotation {ord}")))?;
+        if spent.contains(&item.item.o) {
+            mine.push(row);
+        }
+    }
+    Ok(mine)
+}
 /// The rotations of a batch ($1 the old hashes, space-separated; $2 a JSON array of
 /// [`Item`]s) as one statement: spend the unused, unexpired old tokens; store each
 /// replacement for an active grant of the presenting client; return, per spent token,
@@ -248,4 +356,44 @@ pub(super) const ROTATE_BATCH: &str = concat!(
      LEFT JOIN LATERAL \
          (SELECT r.role FROM account_roles r WHERE r.account_id = a.id OFFSET 0) r ON true \
      ORDER BY s.ord, r.role"
+);
+
+/// The rotations of a batch on SQLite ($1 a JSON array of [`Item`]s, each token once)
+/// as one transaction: store each replacement whose old token is unused and unexpired,
+/// for an active grant of the presenting client; spend those old tokens, returning each
+/// one spent (`spent`, its hash); then read, per token now marked used at its `t`, its
+/// `ord`, the grant (columns `g_*`), the replacement's expiry (`new_expires_at`, NULL
+/// when none was stored), the account and one row per role, ordered by `ord`, as
+/// [`ROTATE_BATCH`] does. SQLite has no data-modifying CTEs, and its RETURNING cannot
+/// read the other tables of an UPDATE ... FROM: three statements, in one transaction
+/// under the write lock, sent in one call.
+pub(super) const SQLITE_ROTATE_BATCH: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+     SELECT j.value ->> 'n', g.id, j.value ->> 't', \
+         MIN((j.value ->> 't') + (j.value ->> 'l'), g.expires_at) \
+     FROM json_each($1) j \
+     JOIN refresh_tokens r ON r.token_hash = j.value ->> 'o' \
+     JOIN grants g ON g.id = r.grant_id \
+     WHERE r.used_at IS NULL AND r.expires_at > j.value ->> 't' \
+         AND g.client_id = j.value ->> 'c' AND g.revoked_at IS NULL \
+         AND g.expires_at > j.value ->> 't'; ",
+    "UPDATE refresh_tokens SET used_at = j.value ->> 't' FROM json_each($1) j \
+     WHERE refresh_tokens.token_hash = j.value ->> 'o' \
+         AND refresh_tokens.used_at IS NULL AND refresh_tokens.expires_at > j.value ->> 't' \
+     RETURNING token_hash AS spent; ",
+    "SELECT j.key AS ord, g.id AS g_id, g.account_id AS g_account_id, \
+         g.client_id AS g_client_id, g.scope AS g_scope, g.sid AS g_sid, \
+         g.auth_time AS g_auth_time, g.acr AS g_acr, g.amr AS g_amr, \
+         g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
+         g.revoked_at AS g_revoked_at, f.expires_at AS new_expires_at, ",
+    account_columns!(),
+    ", ro.role FROM json_each($1) j \
+     JOIN refresh_tokens r ON r.token_hash = j.value ->> 'o' AND r.used_at = j.value ->> 't' \
+     JOIN grants g ON g.id = r.grant_id \
+     LEFT JOIN refresh_tokens f ON f.token_hash = j.value ->> 'n' \
+     LEFT JOIN accounts a ON a.id = g.account_id \
+     LEFT JOIN account_roles ro ON ro.account_id = a.id \
+     ORDER BY j.key, ro.role; ",
+    "COMMIT;"
 );
