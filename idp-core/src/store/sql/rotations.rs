@@ -6,7 +6,7 @@
 //! time on what every write costs whatever its size: on PostgreSQL a round trip, the
 //! executor's set-up, a commit and its WAL flush; on SQLite a hop to the connection's
 //! thread and a commit that appends every page it touched to the WAL (a rotation
-//! touches four or five, and most of them are the same pages as the next rotation's).
+//! touches four or five; the table's last pages are shared by a batch's rotations).
 //! The batcher queues the rotations that arrive while earlier ones are running and
 //! sends each queue as one statement (one transaction on SQLite), with at most
 //! [`Backend::in_flight`] running at once: with one request at a time nothing waits (a
@@ -322,6 +322,7 @@ fn rows_of_spent_tokens(batch: &[Pending], rows: Vec<AnyRow>) -> Result<Vec<AnyR
     }
     Ok(mine)
 }
+
 /// The rotations of a batch ($1 the old hashes, space-separated; $2 a JSON array of
 /// [`Item`]s) as one statement: spend the unused, unexpired old tokens; store each
 /// replacement for an active grant of the presenting client; return, per spent token,
