@@ -463,9 +463,9 @@ async fn a_link_and_its_mail_are_written_together(store: Arc<dyn Store>) {
 
 /// Runs each body on a fresh in-memory SQLite and on a throwaway PostgreSQL database.
 /// Many rotations at once, as under load (both stores batch them: shared statements on
-/// PostgreSQL, shared transactions on SQLite): each token is spent once, each replacement belongs to its own grant and
-/// client, and a token presented several times at once wins once; the rest find it
-/// used.
+/// PostgreSQL, shared transactions on SQLite): each token is spent once, each
+/// replacement belongs to its own grant and client, and a token presented several times
+/// at once wins once; the rest find it used.
 async fn concurrent_rotations_spend_each_token_once(store: Arc<dyn Store>) {
     use idp_core::grant::{Rotated, Rotation};
     /// A rotation by client pago-in-rete, whose grants are all but g0.

@@ -220,18 +220,9 @@ fn split_repeated_tokens(mut batch: Vec<Pending>) -> (Vec<Pending>, Vec<Pending>
 
 async fn run_batch(backend: Backend, pool: &AnyPool, batch: Vec<Pending>) {
     let items: Vec<&Item> = batch.iter().map(|p| &p.item).collect();
-    let json = match serde_json::to_string(&items) {
-        Ok(json) => json,
-        Err(e) => {
-            let text = format!("rotation batch: {e}");
-            for p in batch {
-                let _ = p.reply.send(Err(CoreError::Invalid(text.clone())));
-            }
-            return;
-        }
-    };
-    let result = match backend {
-        Backend::Postgres => {
+    let result = match (serde_json::to_string(&items), backend) {
+        (Err(e), _) => Err(CoreError::Invalid(format!("rotation batch: {e}"))),
+        (Ok(json), Backend::Postgres) => {
             let mut hashes = String::with_capacity(batch.len() * 65);
             for p in &batch {
                 if !hashes.is_empty() {
@@ -247,7 +238,7 @@ async fn run_batch(backend: Backend, pool: &AnyPool, batch: Vec<Pending>) {
                 .await
                 .map_err(CoreError::from)
         }
-        Backend::Sqlite => {
+        (Ok(json), Backend::Sqlite) => {
             let query = sqlx::query(SQLITE_ROTATE_BATCH).bind(json);
             sqlite_transaction_in_one_call(pool, query)
                 .await
