@@ -93,18 +93,121 @@ async fn delete_removes(cache: Arc<dyn Cache>) {
     cache.ping().await.expect("ping");
 }
 
-async fn any_exists_sees_one_live_key_among_several(cache: Arc<dyn Cache>) {
-    assert!(!cache.any_exists(&[]).await.expect("exists"));
-    assert!(!cache.any_exists(&["a", "b"]).await.expect("exists"));
+async fn any_marked_sees_one_mark_among_several(cache: Arc<dyn Cache>) {
+    assert!(!cache.any_marked(&[]).await.expect("marked"));
+    // On Redis, both are now remembered as unmarked (once the listener is up).
+    assert!(!cache.any_marked(&["a", "b"]).await.expect("marked"));
     cache
-        .put("b", b"1", Duration::from_secs(60))
+        .mark("b", Duration::from_secs(60))
         .await
-        .expect("put");
-    assert!(cache.any_exists(&["a", "b"]).await.expect("exists"));
-    assert!(cache.any_exists(&["b"]).await.expect("exists"));
-    assert!(!cache.any_exists(&["a", "c"]).await.expect("exists"));
-    cache.delete("b").await.expect("delete");
-    assert!(!cache.any_exists(&["a", "b"]).await.expect("exists"));
+        .expect("mark");
+    // Seen at once where it was set, whatever was remembered.
+    assert!(cache.any_marked(&["a", "b"]).await.expect("marked"));
+    assert!(cache.any_marked(&["b"]).await.expect("marked"));
+    assert!(!cache.any_marked(&["a", "c"]).await.expect("marked"));
+}
+
+async fn marks_expire(cache: Arc<dyn Cache>) {
+    cache
+        .mark("m", Duration::from_millis(300))
+        .await
+        .expect("mark");
+    assert!(cache.any_marked(&["m"]).await.expect("marked"));
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(!cache.any_marked(&["m"]).await.expect("marked"));
+}
+
+/// Polls `check` every 10 ms for up to `limit`; whether it held.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Two instances on one Redis. The keys an instance found unmarked are remembered (a
+/// mark written behind its back, without the announcement, goes unseen), and a mark set
+/// by the other is seen as soon as its announcement arrives, far sooner than the 5 s a
+/// key is remembered at most. When the subscription is lost, everything remembered is
+/// dropped and Redis is asked again, until the listener is back.
+/// (One test, not two: it kills the listeners' connections, which would break the
+/// "remembered" step of a test running beside it.)
+#[tokio::test]
+async fn redis_marks_are_remembered_absent_and_announced_to_every_instance() {
+    let url = idp_tests::redis_url();
+    let prefix = format!("idp-test-{}:", idp_tests::unique_suffix());
+    let a = RedisCache::connect(&url, &prefix).await.expect("Redis");
+    let b = RedisCache::connect(&url, &prefix).await.expect("Redis");
+    let mut raw = ::redis::Client::open(url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let up = |c: &RedisCache| {
+        let c = c.clone();
+        async move { c.is_listening_for_marks() }
+    };
+    assert!(within(Duration::from_secs(5), || up(&a)).await, "a listens");
+    assert!(within(Duration::from_secs(5), || up(&b)).await, "b listens");
+
+    assert!(!a.any_marked(&["k"]).await.expect("marked"));
+    let _: () = ::redis::cmd("SET")
+        .arg(format!("{prefix}k"))
+        .arg(1)
+        .query_async(&mut raw)
+        .await
+        .expect("raw SET");
+    assert!(
+        !a.any_marked(&["k"]).await.expect("marked"),
+        "remembered unmarked: Redis is not asked again"
+    );
+    b.mark("k", Duration::from_secs(60)).await.expect("mark");
+    let seen = within(Duration::from_millis(1500), || {
+        let a = a.clone();
+        async move { a.any_marked(&["k"]).await.expect("marked") }
+    })
+    .await;
+    assert!(seen, "b's mark is announced to a");
+
+    // The subscription lost: forgotten at once, Redis asked meanwhile, then back.
+    assert!(!a.any_marked(&["j"]).await.expect("marked"));
+    let _: () = ::redis::cmd("SET")
+        .arg(format!("{prefix}j"))
+        .arg(1)
+        .query_async(&mut raw)
+        .await
+        .expect("raw SET");
+    assert!(!a.any_marked(&["j"]).await.expect("marked"), "remembered");
+    let _: () = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut raw)
+        .await
+        .expect("CLIENT KILL");
+    let deaf = within(Duration::from_secs(2), || {
+        let a = a.clone();
+        async move { !a.is_listening_for_marks() }
+    })
+    .await;
+    assert!(deaf, "a notices the loss");
+    assert!(
+        a.any_marked(&["j"]).await.expect("marked"),
+        "nothing remembered is served while deaf"
+    );
+    assert!(
+        within(Duration::from_secs(5), || up(&a)).await,
+        "a listens again"
+    );
+    a.clear_namespace().await.expect("clean up");
 }
 
 macro_rules! on_both_caches {
@@ -141,5 +244,6 @@ on_both_caches!(
     counters_count_within_their_window,
     sets_collect_members,
     delete_removes,
-    any_exists_sees_one_live_key_among_several,
+    any_marked_sees_one_mark_among_several,
+    marks_expire,
 );

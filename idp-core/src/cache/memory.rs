@@ -90,7 +90,12 @@ impl Cache for MemoryCache {
         })?
     }
 
-    async fn any_exists(&self, keys: &[&str]) -> Result<bool> {
+    async fn mark(&self, key: &str, ttl: Duration) -> Result<()> {
+        self.put(key, b"1", ttl).await
+    }
+
+    /// One lock, no round trip: nothing to remember (one process sees its own marks).
+    async fn any_marked(&self, keys: &[&str]) -> Result<bool> {
         self.with(|map, now| keys.iter().any(|key| live(map, key, now).is_some()))
     }
 
@@ -265,7 +270,7 @@ mod tests {
             2 * (SWEEP_ABOVE + 1),
             "the threshold follows the live size"
         );
-        assert!(cache.any_exists(&["live:0"]).await.expect("exists"));
+        assert!(cache.any_marked(&["live:0"]).await.expect("marked"));
         assert_eq!(size(&cache).1, above);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod memory;
 pub mod redis;
+mod unmarked;
 
 use std::time::Duration;
 
@@ -20,9 +21,16 @@ pub use self::redis::RedisCache;
 #[async_trait]
 pub trait Cache: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    /// Whether at least one of `keys` holds a live entry: one round trip for several
-    /// checks (the revocation marks an access token may carry).
-    async fn any_exists(&self, keys: &[&str]) -> Result<bool>;
+    /// Sets a mark: a flag that, once set, stays until it expires (a revocation). This
+    /// instance sees it from the moment this returns, the others as soon as they are
+    /// told (see [`Cache::any_marked`]).
+    async fn mark(&self, key: &str, ttl: Duration) -> Result<()>;
+    /// Whether at least one of `keys` is marked: one call for several checks (the
+    /// revocation marks an access token may carry). This runs on every access-token
+    /// check, so an implementation may remember that keys are unmarked, as long as it
+    /// forgets one as soon as it is marked anywhere: the Redis cache is told by Redis,
+    /// which sends the announcement as it answers the instance that set the mark.
+    async fn any_marked(&self, keys: &[&str]) -> Result<bool>;
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     /// Stores only when the key is absent; true when it stored (a replay check).
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;

@@ -1,23 +1,65 @@
 //! The Redis cache of production mode: every instance sees the same sessions, codes,
 //! counters and replay caches. Keys are namespaced by a prefix so that several
 //! deployments (or test runs) can share one Redis.
+//!
+//! Revocation marks are checked on every introspection and userinfo call, and are
+//! almost always absent. Each instance remembers the keys it found unmarked
+//! ([`super::unmarked`]) and asks Redis only for the others. Setting a mark publishes its
+//! key on the channel `{prefix}marks`, in the same transaction as the SET, and every
+//! instance listens there on a connection of its own and forgets the key it is told
+//! about. The listener pings Redis every [`LISTENER_PING`]; when the subscription is
+//! lost (no answer within the timeout, or the connection closes) everything remembered
+//! is forgotten and every check goes to Redis until the listener has subscribed again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use tokio::task::AbortHandle;
 
 use super::Cache;
+use super::unmarked::UnmarkedKeys;
 use crate::{CoreError, Result};
 
 /// How long a Redis call may take unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Most keys remembered as unmarked: the revocation marks of the access tokens in use
+/// (two per token; as many tokens as `TokenService` remembers verified).
+const UNMARKED_CAPACITY: usize = 20_000;
+
+/// Longest a key is served as unmarked without asking Redis again: the bound on how
+/// long a mark can go unseen if the subscription breaks without the listener noticing
+/// (it pings every [`LISTENER_PING`], and gives up after the timeout).
+const UNMARKED_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// How often the listener checks that its connection still answers.
+const LISTENER_PING: Duration = Duration::from_secs(1);
+
+/// How long the listener waits before subscribing again after losing its subscription.
+const LISTENER_RETRY: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct RedisCache {
     connection: ConnectionManager,
     prefix: String,
+    /// `{prefix}marks`, where setting a mark is announced.
+    marks_channel: String,
+    unmarked: Arc<UnmarkedKeys>,
+    /// Stops the listener when the last clone is dropped.
+    _listener: Arc<Listener>,
+}
+
+/// The task that receives the keys marked by any instance.
+struct Listener(AbortHandle);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl RedisCache {
@@ -33,11 +75,29 @@ impl RedisCache {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let connection = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let marks_channel = format!("{prefix}marks");
+        let unmarked = Arc::new(UnmarkedKeys::new(UNMARKED_CAPACITY, UNMARKED_MAX_AGE));
+        let listener = tokio::spawn(listen_for_marks(
+            client,
+            marks_channel.clone(),
+            Arc::clone(&unmarked),
+            timeout,
+        ));
         Ok(Self {
             connection,
             prefix: prefix.to_string(),
+            marks_channel,
+            unmarked,
+            _listener: Arc::new(Listener(listener.abort_handle())),
         })
+    }
+
+    /// Whether this instance is subscribed to the announcements of new marks, and so
+    /// remembers the keys it finds unmarked (false while connecting, and from the loss of
+    /// the subscription until it is back).
+    pub fn is_listening_for_marks(&self) -> bool {
+        self.unmarked.is_listening()
     }
 
     fn key(&self, key: &str) -> String {
@@ -64,6 +124,63 @@ impl RedisCache {
     }
 }
 
+/// Subscribes to `channel` and forgets each key announced there, again after every loss
+/// of the subscription, until aborted.
+async fn listen_for_marks(
+    client: redis::Client,
+    channel: String,
+    unmarked: Arc<UnmarkedKeys>,
+    timeout: Duration,
+) {
+    loop {
+        match listen_once(&client, &channel, &unmarked, timeout).await {
+            Ok(()) => tracing::warn!(%channel, "revocation-mark subscription closed by Redis"),
+            Err(e) => tracing::warn!(%channel, error = %e, "revocation-mark subscription lost"),
+        }
+        unmarked.deafen();
+        tokio::time::sleep(LISTENER_RETRY).await;
+    }
+}
+
+/// One subscription, from connecting to its loss (an error, or Ok when Redis closed it).
+async fn listen_once(
+    client: &redis::Client,
+    channel: &str,
+    unmarked: &UnmarkedKeys,
+    timeout: Duration,
+) -> Result<()> {
+    let lost =
+        |what: &str| CoreError::Cache(format!("no answer from Redis within {timeout:?} ({what})"));
+    let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
+        .await
+        .map_err(|_| lost("connecting"))??;
+    tokio::time::timeout(timeout, pubsub.subscribe(channel))
+        .await
+        .map_err(|_| lost("subscribing"))??;
+    // Subscribed: every mark set from now on is announced to us.
+    unmarked.listen();
+    let (mut sink, mut messages) = pubsub.split();
+    let mut ping = tokio::time::interval(LISTENER_PING);
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return Ok(()) };
+                match message.get_payload::<String>() {
+                    Ok(key) => unmarked.forget(&key),
+                    // Not a key: forget everything rather than guess.
+                    Err(_) => unmarked.listen(),
+                }
+            }
+            _ = ping.tick() => {
+                // Answered as a message while subscribed: any answer will do.
+                let _: redis::Value = tokio::time::timeout(timeout, sink.ping())
+                    .await
+                    .map_err(|_| lost("ping"))??;
+            }
+        }
+    }
+}
+
 async fn futures_next(
     iter: &mut redis::AsyncIter<'_, String>,
 ) -> Option<std::result::Result<String, redis::RedisError>> {
@@ -81,16 +198,42 @@ impl Cache for RedisCache {
         Ok(con.get(self.key(key)).await?)
     }
 
-    async fn any_exists(&self, keys: &[&str]) -> Result<bool> {
-        if keys.is_empty() {
+    async fn mark(&self, key: &str, ttl: Duration) -> Result<()> {
+        let mut con = self.connection.clone();
+        // One transaction: no instance can see the announcement before the mark.
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.key(key))
+            .arg(1)
+            .arg("PX")
+            .arg(millis(ttl))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(&self.marks_channel)
+            .arg(key)
+            .ignore()
+            .query_async(&mut con)
+            .await?;
+        // Seen here at once, whenever our own announcement arrives.
+        self.unmarked.forget(key);
+        Ok(())
+    }
+
+    async fn any_marked(&self, keys: &[&str]) -> Result<bool> {
+        if keys.is_empty() || self.unmarked.all_unmarked(keys) {
             return Ok(false);
         }
+        let ticket = self.unmarked.ticket();
         let mut con = self.connection.clone();
         let mut exists = redis::cmd("EXISTS");
         for key in keys {
             exists.arg(self.key(key));
         }
         let found: u64 = exists.query_async(&mut con).await?;
+        if found == 0 {
+            self.unmarked.remember(ticket, keys);
+        }
         Ok(found > 0)
     }
 

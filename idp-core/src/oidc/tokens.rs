@@ -137,8 +137,8 @@ const VERIFIED_TOKENS_CAPACITY: usize = 10_000;
 /// SHA-256 of the token, so that a resource server calling introspection or userinfo
 /// with the same token again does not cost another signature check. An entry is used
 /// only before the token's `exp` and while the key that signed or sealed it is
-/// published; revocation is not cached here: it is checked on every request, in the
-/// shared cache.
+/// published; revocation is not cached here: it is checked on every request, through
+/// the shared cache's marks (`Cache::any_marked`).
 struct VerifiedTokens {
     tokens: quick_cache::sync::Cache<[u8; 32], Arc<VerifiedToken>>,
 }
@@ -611,12 +611,13 @@ impl TokenService {
                 OAuthError::invalid_token("the access token is unknown or expired")
             })?
         };
-        // Both revocation marks in one cache round trip.
+        // Both revocation marks in one cache call (on Redis, none at all while both are
+        // remembered unmarked).
         let jti_key = revoked_jti_key(&claims.jti);
         let grant_key = claims.gid.as_deref().map(revoked_grant_key);
         let mut marks = vec![jti_key.as_str()];
         marks.extend(grant_key.as_deref());
-        if self.cache.any_exists(&marks).await? {
+        if self.cache.any_marked(&marks).await? {
             return Err(OAuthError::invalid_token("the access token was revoked"));
         }
         Ok(claims)
@@ -856,7 +857,7 @@ impl TokenService {
     async fn mark_access_token_revoked(&self, claims: &AccessClaims) -> Result<()> {
         let left = (claims.exp - now()).max(1);
         self.cache
-            .put(&revoked_jti_key(&claims.jti), b"1", secs(left))
+            .mark(&revoked_jti_key(&claims.jti), secs(left))
             .await
     }
 
@@ -884,9 +885,8 @@ impl TokenService {
 
     async fn mark_grant_revoked(&self, gid: &str) -> Result<()> {
         self.cache
-            .put(
+            .mark(
                 &revoked_grant_key(gid),
-                b"1",
                 secs(self.settings.access_token_ttl_secs + 60),
             )
             .await

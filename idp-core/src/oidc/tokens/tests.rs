@@ -1,5 +1,5 @@
 //! Opaque access tokens in the token service: issued as the claims sealed with a key
-//! only the IdP holds (nothing stored), checked with the one cache round trip of a JWT
+//! only the IdP holds (nothing stored), checked with the one cache call of a JWT
 //! (the revocation marks), revoked by their own client only, and killed with their
 //! grant.
 
@@ -42,9 +42,13 @@ impl Cache for CountingCache {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key).await
     }
-    async fn any_exists(&self, keys: &[&str]) -> Result<bool> {
+    async fn mark(&self, key: &str, ttl: Duration) -> Result<()> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.mark(key, ttl).await
+    }
+    async fn any_marked(&self, keys: &[&str]) -> Result<bool> {
         self.exists.fetch_add(1, Ordering::SeqCst);
-        self.inner.any_exists(keys).await
+        self.inner.any_marked(keys).await
     }
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
         self.puts.fetch_add(1, Ordering::SeqCst);
