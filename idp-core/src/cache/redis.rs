@@ -39,8 +39,12 @@ const UNMARKED_MAX_AGE: Duration = Duration::from_secs(5);
 /// How often the listener checks that its connection still answers.
 const LISTENER_PING: Duration = Duration::from_secs(1);
 
-/// How long the listener waits before subscribing again after losing its subscription.
+/// How long the listener waits before subscribing again after losing its subscription;
+/// doubled after each attempt that does not get as far as subscribing (Redis down, or
+/// refusing `SUBSCRIBE`), up to [`LISTENER_RETRY_MAX`]. Meanwhile every check asks
+/// Redis: slower, never wrong.
 const LISTENER_RETRY: Duration = Duration::from_secs(1);
+const LISTENER_RETRY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct RedisCache {
@@ -132,14 +136,37 @@ async fn listen_for_marks(
     unmarked: Arc<UnmarkedKeys>,
     timeout: Duration,
 ) {
+    // Attempts in a row that did not get as far as subscribing.
+    let mut refused: u32 = 0;
     loop {
-        match listen_once(&client, &channel, &unmarked, timeout).await {
-            Ok(()) => tracing::warn!(%channel, "revocation-mark subscription closed by Redis"),
-            Err(e) => tracing::warn!(%channel, error = %e, "revocation-mark subscription lost"),
-        }
+        let result = listen_once(&client, &channel, &unmarked, timeout).await;
+        let subscribed = unmarked.is_listening();
         unmarked.deafen();
-        tokio::time::sleep(LISTENER_RETRY).await;
+        refused = if subscribed {
+            0
+        } else {
+            refused.saturating_add(1)
+        };
+        let retry = listener_retry(refused);
+        match result {
+            Ok(()) => {
+                tracing::warn!(%channel, ?retry, "revocation-mark subscription closed by Redis; every check asks Redis until it is back")
+            }
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, ?retry, "revocation-mark subscription lost or refused; every check asks Redis until it is back")
+            }
+        }
+        tokio::time::sleep(retry).await;
     }
+}
+
+/// The wait before the next attempt, after `refused` attempts in a row that did not get
+/// as far as subscribing: [`LISTENER_RETRY`] after a lost subscription or a first
+/// refusal, then doubling up to [`LISTENER_RETRY_MAX`].
+fn listener_retry(refused: u32) -> Duration {
+    LISTENER_RETRY
+        .saturating_mul(1 << refused.saturating_sub(1).min(5))
+        .min(LISTENER_RETRY_MAX)
 }
 
 /// One subscription, from connecting to its loss (an error, or Ok when Redis closed it).
@@ -345,5 +372,17 @@ impl Cache for RedisCache {
         } else {
             Err(CoreError::Cache(format!("unexpected PING answer {pong}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listener_retries_after_a_second_and_backs_off_while_refused() {
+        let waits: Vec<u64> = (0..9).map(|n| listener_retry(n).as_secs()).collect();
+        assert_eq!(waits, [1, 1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(listener_retry(u32::MAX), LISTENER_RETRY_MAX);
     }
 }
