@@ -157,14 +157,18 @@ async fn redis_marks_are_remembered_absent_and_announced_to_every_instance() {
     };
     assert!(within(Duration::from_secs(5), || up(&a)).await, "a listens");
     assert!(within(Duration::from_secs(5), || up(&b)).await, "b listens");
+    // A mark written straight into Redis, not announced.
+    let mut set_unannounced = async |key: &str| {
+        let _: () = ::redis::cmd("SET")
+            .arg(format!("{prefix}{key}"))
+            .arg(1)
+            .query_async(&mut raw)
+            .await
+            .expect("raw SET");
+    };
 
     assert!(!a.any_marked(&["k"]).await.expect("marked"));
-    let _: () = ::redis::cmd("SET")
-        .arg(format!("{prefix}k"))
-        .arg(1)
-        .query_async(&mut raw)
-        .await
-        .expect("raw SET");
+    set_unannounced("k").await;
     assert!(
         !a.any_marked(&["k"]).await.expect("marked"),
         "remembered unmarked: Redis is not asked again"
@@ -179,12 +183,7 @@ async fn redis_marks_are_remembered_absent_and_announced_to_every_instance() {
 
     // The subscription lost: forgotten at once, Redis asked meanwhile, then back.
     assert!(!a.any_marked(&["j"]).await.expect("marked"));
-    let _: () = ::redis::cmd("SET")
-        .arg(format!("{prefix}j"))
-        .arg(1)
-        .query_async(&mut raw)
-        .await
-        .expect("raw SET");
+    set_unannounced("j").await;
     assert!(!a.any_marked(&["j"]).await.expect("marked"), "remembered");
     let _: () = ::redis::cmd("CLIENT")
         .arg("KILL")
