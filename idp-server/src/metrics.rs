@@ -12,6 +12,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use idp_core::cache::RedisCache;
 use idp_core::mail::{Mailer, OutgoingMail};
 use idp_core::password::PasswordHasher;
 use prometheus::core::{Collector, Desc, Describer};
@@ -173,6 +174,20 @@ impl Metrics {
         }
     }
 
+    /// Exposes whether `redis` is subscribed to the announcements of revocation marks
+    /// (`idp_revocation_marks_listening`, read at each scrape): 0 means every
+    /// introspection and userinfo call asks Redis, slower but never wrong. Call once
+    /// per registry, in production mode.
+    pub fn watch_revocation_listener(&self, redis: RedisCache) {
+        if let Err(e) = self
+            .inner
+            .registry
+            .register(Box::new(ListenerCollector::new(redis)))
+        {
+            tracing::error!(error = %e, "metrics: cannot watch the revocation-mark listener");
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -235,6 +250,43 @@ impl Collector for HashingCollector {
             families.extend(c.collect());
         }
         families
+    }
+}
+
+/// `idp_revocation_marks_listening`: 1 while the Redis cache is subscribed to the
+/// announcements of new revocation marks (and so remembers the keys it found unmarked),
+/// 0 while it is not.
+struct ListenerCollector {
+    redis: RedisCache,
+    opts: Opts,
+    descs: Vec<Desc>,
+}
+
+impl ListenerCollector {
+    fn new(redis: RedisCache) -> Self {
+        let opts = Opts::new(
+            "revocation_marks_listening",
+            "1 while this instance is subscribed to the announcements of new revocation \
+             marks in Redis; 0 while every revocation check asks Redis.",
+        );
+        let descs = opts.describe().into_iter().collect();
+        Self { redis, opts, descs }
+    }
+}
+
+impl Collector for ListenerCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        match IntGauge::with_opts(self.opts.clone()) {
+            Ok(g) => {
+                g.set(i64::from(self.redis.is_listening_for_marks()));
+                g.collect()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 }
 

@@ -106,6 +106,9 @@ impl AppState {
         let mailer: Arc<dyn Mailer> = Arc::new(CountingMailer::new(mailer, metrics.clone()));
         let hasher = Arc::new(PasswordHasher::new(config.passwords.hash)?);
         metrics.count_password_hashing(hasher.clone());
+        if let Some(redis) = &redis {
+            metrics.watch_revocation_listener(redis.clone());
+        }
         let directory = Directory::new(store.clone(), hasher, config.passwords.policy.clone())
             .with_claims_fresh_for(Duration::from_secs(config.tokens.userinfo_cache_secs));
         let key_store: Arc<dyn KeyStore> = Arc::new(sql.clone());

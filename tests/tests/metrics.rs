@@ -147,3 +147,22 @@ async fn sign_ins_tokens_mail_and_routes_are_counted() {
     assert!(!m.contains("/no/such/page"));
     idp.stop().await;
 }
+
+/// In production mode `/metrics` says whether the instance is subscribed to the
+/// announcements of revocation marks (1 once its listener is up); the embedded default
+/// has no such listener and no such series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_listener_is_watched_in_production() {
+    const SERIES: &str = "idp_revocation_marks_listening";
+    let idp = TestIdp::start(Backend::Production, vec![backend_client()]).await;
+    idp_tests::eventually(
+        "the revocation-mark listener is up",
+        std::time::Duration::from_secs(5),
+        || async { value(&scrape(&idp).await, SERIES) == 1.0 },
+    )
+    .await;
+    idp.stop().await;
+    let embedded = TestIdp::start(Backend::Embedded, vec![backend_client()]).await;
+    assert!(!scrape(&embedded).await.contains(SERIES));
+    embedded.stop().await;
+}
