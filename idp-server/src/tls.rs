@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, header};
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeader;
 
+use crate::App;
 use crate::config::TlsConfig;
 
 /// One year, the subdomains included: an IdP is never meant to be reached over http.
@@ -20,16 +21,11 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// How long in-flight requests get to finish once shutdown starts.
 const GRACE: Duration = Duration::from_secs(30);
 
-/// The `Strict-Transport-Security` value, when this server speaks TLS.
-pub fn hsts(tls: Option<&TlsConfig>) -> Option<HeaderValue> {
-    tls.map(|_| HeaderValue::from_static(HSTS))
-}
-
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish (up to 30 s).
+/// requests finish (up to 30 s). Every answer gets HSTS, replacing whatever a handler set.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     tls: &TlsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -52,7 +48,15 @@ pub async fn serve(
     });
     axum_server::from_tcp_rustls(listener.into_std()?, config)?
         .handle(handle)
-        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .serve(
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(SetResponseHeader::overriding(
+                app,
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static(HSTS),
+            )),
+        )
         .await?;
     Ok(())
 }
