@@ -195,7 +195,7 @@ async fn listen_once(
                 match message.get_payload::<String>() {
                     Ok(key) => unmarked.forget(&key),
                     // Not a key: forget everything rather than guess.
-                    Err(_) => unmarked.listen(),
+                    Err(_) => unmarked.forget_all(),
                 }
             }
             _ = ping.tick() => {

@@ -25,8 +25,13 @@ use std::time::{Duration, Instant};
 use quick_cache::sync::Cache;
 
 /// Taken before a lookup in the shared cache; see [`UnmarkedKeys::remember`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Ticket(u64);
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ticket {
+    /// Forgettings so far when the lookup asked.
+    forgettings: u64,
+    /// When it asked: what it read is no younger, so a key's age counts from here.
+    asked_at: Instant,
+}
 
 pub(super) struct UnmarkedKeys {
     /// Each key with when it was seen unmarked.
@@ -53,7 +58,7 @@ impl UnmarkedKeys {
     /// Whether every one of `keys` is known to be unmarked: listening, and each seen
     /// unmarked less than `max_age` ago.
     pub(super) fn all_unmarked(&self, keys: &[&str]) -> bool {
-        if !self.listening.load(Ordering::SeqCst) {
+        if !self.is_listening() {
             return false;
         }
         keys.iter().all(|key| {
@@ -70,20 +75,26 @@ impl UnmarkedKeys {
 
     /// To take before asking the shared cache.
     pub(super) fn ticket(&self) -> Ticket {
-        Ticket(self.forgettings.load(Ordering::SeqCst))
+        Ticket {
+            forgettings: self.forgettings(),
+            asked_at: Instant::now(),
+        }
+    }
+
+    fn forgettings(&self) -> u64 {
+        self.forgettings.load(Ordering::SeqCst)
     }
 
     /// `keys` were all found unmarked by a lookup that took `ticket` before asking:
     /// remembered, unless a forgetting happened since (or nothing is being received).
     pub(super) fn remember(&self, ticket: Ticket, keys: &[&str]) {
-        let seen = Instant::now();
-        if !self.listening.load(Ordering::SeqCst) || self.ticket() != ticket {
+        if !self.is_listening() || self.forgettings() != ticket.forgettings {
             return;
         }
         for key in keys {
-            self.keys.insert((*key).to_string(), seen);
+            self.keys.insert((*key).to_string(), ticket.asked_at);
         }
-        if self.ticket() != ticket {
+        if self.forgettings() != ticket.forgettings {
             // A forgetting ran while storing: it may have removed before we stored.
             for key in keys {
                 self.keys.remove(*key);
@@ -111,7 +122,8 @@ impl UnmarkedKeys {
         self.forget_all();
     }
 
-    fn forget_all(&self) {
+    /// Everything may have been marked (an announcement that names no key).
+    pub(super) fn forget_all(&self) {
         self.forgettings.fetch_add(1, Ordering::SeqCst);
         self.keys.clear();
     }
@@ -195,5 +207,10 @@ mod tests {
         assert!(u.all_unmarked(&["a"]));
         std::thread::sleep(Duration::from_millis(80));
         assert!(!u.all_unmarked(&["a"]));
+        // The age counts from when the lookup asked, not from when it answered.
+        let t = u.ticket();
+        std::thread::sleep(Duration::from_millis(80));
+        u.remember(t, &["b"]);
+        assert!(!u.all_unmarked(&["b"]));
     }
 }
