@@ -23,6 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -168,15 +169,20 @@ impl BoundServer {
         if let Some(tls) = &self.tls {
             return tls::serve(self.listener, self.app, tls, shutdown).await;
         }
-        // The peer address feeds the abuse limits (see `pages::ClientIp`).
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-            SocketAddr,
-        >(self.app);
-        axum::serve(self.listener, app)
+        axum::serve(self.listener, with_peer_address(self.app))
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())
     }
+}
+
+/// `service` as it is served, each request carrying the peer's address, which feeds the
+/// abuse limits (see `pages::ClientIp`).
+pub(crate) fn with_peer_address<S>(service: S) -> IntoMakeServiceWithConnectInfo<S, SocketAddr>
+where
+    S: tower::Service<axum::extract::Request>,
+{
+    axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info(service)
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -210,44 +216,56 @@ mod tests {
     use axum::response::IntoResponse;
     use tower::ServiceExt;
 
-    async fn headers_of(path: &str) -> axum::http::HeaderMap {
+    /// The headers of the answer to `path`, served over TLS (with HSTS) or not.
+    async fn headers_of(path: &str, over_tls: bool) -> axum::http::HeaderMap {
         // A page with nothing of its own, and one that sets its own policy (a form
-        // posted on to another site); any other path is the router's own 404.
+        // posted on to another site) and its own HSTS; any other path is the router's
+        // own 404.
         let router = Router::new().route("/plain", get(|| async { "ok" })).route(
             "/own",
             get(|| async {
                 (
-                    [(
-                        header::CONTENT_SECURITY_POLICY,
-                        "form-action https://sp.example",
-                    )],
+                    [
+                        (
+                            header::CONTENT_SECURITY_POLICY,
+                            "form-action https://sp.example",
+                        ),
+                        (header::STRICT_TRANSPORT_SECURITY, "max-age=1"),
+                    ],
                     "ok",
                 )
                     .into_response()
             }),
         );
         let request = Request::get(path).body(Body::empty()).expect("request");
-        let response = with_security_headers(router)
-            .oneshot(request)
-            .await
-            .expect("answer");
-        response.headers().clone()
+        let app = with_security_headers(router);
+        let response = if over_tls {
+            tls::with_hsts(app).oneshot(request).await
+        } else {
+            app.oneshot(request).await
+        };
+        response.expect("answer").headers().clone()
     }
 
     #[tokio::test]
     async fn every_answer_gets_the_security_headers_and_keeps_its_own() {
         for path in ["/plain", "/missing"] {
-            let h = headers_of(path).await;
+            let h = headers_of(path, false).await;
             assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP, "{path}");
             assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
             assert_eq!(h[header::REFERRER_POLICY], "no-referrer", "{path}");
             assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{path}");
             assert!(h.get(header::STRICT_TRANSPORT_SECURITY).is_none(), "{path}");
         }
-        let own = headers_of("/own").await;
+        // Over TLS, HSTS replaces whatever the handler set; the page's own policy stays.
+        let own = headers_of("/own", true).await;
         assert_eq!(
             own[header::CONTENT_SECURITY_POLICY],
             "form-action https://sp.example"
+        );
+        assert_eq!(
+            own[header::STRICT_TRANSPORT_SECURITY],
+            "max-age=31536000; includeSubDomains"
         );
         assert_eq!(own[header::X_FRAME_OPTIONS], "DENY");
     }

@@ -3,7 +3,6 @@
 //! HSTS on every answer. Behind a reverse proxy that terminates TLS, leave it out.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,6 +19,15 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// How long in-flight requests get to finish once shutdown starts.
 const GRACE: Duration = Duration::from_secs(30);
+
+/// `service` with HSTS on every answer, replacing whatever a handler set.
+pub(crate) fn with_hsts<S>(service: S) -> SetResponseHeader<S, HeaderValue> {
+    SetResponseHeader::overriding(
+        service,
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    )
+}
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then lets in-flight
 /// requests finish (up to 30 s). Every answer gets HSTS, replacing whatever a handler set.
@@ -48,15 +56,7 @@ pub async fn serve(
     });
     axum_server::from_tcp_rustls(listener.into_std()?, config)?
         .handle(handle)
-        .serve(
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(SetResponseHeader::overriding(
-                app,
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static(HSTS),
-            )),
-        )
+        .serve(crate::with_peer_address(with_hsts(app)))
         .await?;
     Ok(())
 }
