@@ -18,16 +18,37 @@ pub fn redis_url() -> String {
 
 /// Polls `check` every 200 ms until it holds; fails the test, naming `what`, when it has
 /// not held within `limit`.
-pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let every = std::time::Duration::from_millis(200);
+    assert!(
+        holds_within(limit, every, check).await,
+        "{what}: not within {limit:?}"
+    );
+}
+
+/// Polls `check` every `every`, starting now and never after `limit`: whether it held.
+/// For a state that may last only a moment, with a short `every`.
+pub async fn holds_within<F, Fut>(
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut check: F,
+) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let start = std::time::Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(every).await;
     }
+    false
 }
 
 /// A random lowercase suffix for database names and key prefixes.
