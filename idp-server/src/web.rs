@@ -2,9 +2,54 @@
 //! compiled into the binary so that a deployment is one file and no CDN is involved.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::MethodRouter;
+
+use crate::state::AppState;
+
+/// Routes as axum's `Router`, with the patterns they were given: the request metrics
+/// label each request with the pattern it matched, from outside the router (see
+/// `metrics::RequestMetricsLayer`), so every route goes through here.
+#[derive(Default)]
+pub struct Routes {
+    router: Router<AppState>,
+    patterns: Vec<&'static str>,
+}
+
+impl Routes {
+    pub fn new() -> Routes {
+        Routes::default()
+    }
+
+    /// `Router::route`.
+    pub fn route(mut self, pattern: &'static str, handler: MethodRouter<AppState>) -> Routes {
+        self.router = self.router.route(pattern, handler);
+        self.patterns.push(pattern);
+        self
+    }
+
+    /// `Router::merge`.
+    pub fn merge(mut self, other: Routes) -> Routes {
+        self.router = self.router.merge(other.router);
+        self.patterns.extend(other.patterns);
+        self
+    }
+
+    /// `Router::layer`, around each of these routes (the routes merged later are not
+    /// wrapped); `layered` may only add layers.
+    pub fn layered(mut self, layered: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Routes {
+        self.router = layered(self.router);
+        self
+    }
+
+    /// The router, and the patterns of its routes.
+    pub fn into_parts(self) -> (Router<AppState>, Vec<&'static str>) {
+        (self.router, self.patterns)
+    }
+}
 
 #[derive(Template)]
 #[template(path = "error.html")]

@@ -11,19 +11,17 @@ pub mod session_cookie;
 pub mod token;
 pub mod userinfo;
 
+use crate::web::Routes;
 use axum::Json;
-use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use idp_core::oidc::OAuthError;
 
-use crate::state::AppState;
-
 /// Discovery and the JWKS: answered from memory (pre-serialised bytes), never from a
 /// store, so they need no request deadline.
-pub fn routes_from_memory() -> Router<AppState> {
-    Router::new()
+pub fn routes_from_memory() -> Routes {
+    Routes::new()
         .route(
             "/.well-known/openid-configuration",
             get(discovery::configuration),
@@ -31,8 +29,8 @@ pub fn routes_from_memory() -> Router<AppState> {
         .route("/jwks", get(discovery::jwks))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/authorize", get(authorize::get).post(authorize::post))
         .route("/authorize/resume", get(authorize::resume))
         .route("/login", get(login::page_get).post(login::submit))

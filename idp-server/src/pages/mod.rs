@@ -11,7 +11,7 @@ pub mod registration;
 
 use std::net::SocketAddr;
 
-use axum::Router;
+use crate::web::Routes;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,8 +28,8 @@ use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::{backchannel, session_cookie};
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route(
             "/cambio-password",
             get(password_change::forced_get).post(password_change::forced_post),

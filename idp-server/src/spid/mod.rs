@@ -10,10 +10,10 @@ pub mod logout;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::web::Routes;
 use anyhow::Context;
 use askama::Template;
 use async_trait::async_trait;
-use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -221,8 +221,8 @@ impl SamlState for CacheSamlState {
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/spid/metadata", get(metadata))
         .route("/spid/login", get(login::start))
         .route("/spid/acs", axum::routing::post(login::acs))

@@ -5,12 +5,10 @@
 //! one process (the tests) keep their own counts.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use idp_core::cache::RedisCache;
 use idp_core::mail::{Mailer, OutgoingMail};
@@ -24,8 +22,9 @@ use prometheus::{
 
 use crate::state::AppState;
 
-/// Label of requests that matched no route (so that scanners cannot create series).
-const UNMATCHED: &str = "unmatched";
+mod http;
+
+pub use http::{RequestMetrics, RequestMetricsLayer};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -298,26 +297,6 @@ pub async fn serve(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
-}
-
-/// Middleware: counts and times every request under its matched route pattern
-/// (`/authorize`, `/assets/{*path}`), never the raw path.
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    // Clones that allocate nothing: MatchedPath shares its string, standard methods
-    // are constants.
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    let i = &metrics.inner;
-    i.latency
-        .with_label_values(&[method.as_str(), route])
-        .observe(started.elapsed().as_secs_f64());
-    i.requests
-        .with_label_values(&[method.as_str(), route, response.status().as_str()])
-        .inc();
-    response
 }
 
 /// A `Mailer` that counts what the wrapped one sent and failed to send.
