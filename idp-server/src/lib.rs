@@ -13,6 +13,7 @@ pub mod mail;
 pub mod metrics;
 pub mod oidc;
 pub mod pages;
+pub mod security_headers;
 pub mod spid;
 pub mod state;
 pub mod telemetry;
@@ -24,14 +25,13 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
-use axum::http::{HeaderValue, header};
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tower::{Layer, ServiceBuilder};
-use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
+use tower::Layer;
 use tower_http::trace::TraceLayer;
 
 use crate::metrics::{RequestMetrics, RequestMetricsLayer};
+use crate::security_headers::SecurityHeaders;
 use crate::state::AppState;
 use crate::web::Routes;
 
@@ -39,53 +39,16 @@ use crate::web::Routes;
 /// both the security headers of every answer (the router's own 404s and 405s included).
 pub type App = SecurityHeaders<RequestMetrics<Router>>;
 
-/// The content security policy of every page that does not set its own: everything
-/// from this origin, nothing inline, no frames.
-const CSP: &str = "default-src 'self'; img-src 'self' data:; font-src 'self' data:; \
-     style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; \
-     frame-ancestors 'none'";
-
-/// The application: [`router`] inside the request metrics and the security headers. A
-/// header the handler set stays (a page that posts a form on to another site sets its
-/// own policy). Both wrap the router once, from outside: a layer given to the `Router`
-/// itself wraps each of its routes, and costs a boxed service and future per request
-/// and layer (moved out, `/jwks` answered 2-3% more requests per second for the
-/// headers, and about 10% more for the metrics, in alternating runs).
+/// The application: [`router`] inside the request metrics and the security headers.
+/// Both wrap the router once, from outside: a layer given to the `Router` itself wraps
+/// each of its routes, and costs a boxed service and future per request and layer
+/// (moved out, `/jwks` answered about 10% more requests per second for the metrics and
+/// 2-3% for the headers, in alternating runs).
 pub fn app(state: AppState) -> App {
     let metrics = state.metrics.clone();
     let (router, patterns) = router(state);
-    with_security_headers(RequestMetricsLayer::new(metrics, &patterns).layer(router))
+    SecurityHeaders::new(RequestMetricsLayer::new(metrics, &patterns).layer(router))
 }
-
-fn with_security_headers<S>(service: S) -> SecurityHeaders<S> {
-    ServiceBuilder::new()
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .service(service)
-}
-
-/// `S` with the security headers set on its answers.
-type SecurityHeaders<S> = SetResponseHeader<
-    SetResponseHeader<
-        SetResponseHeader<SetResponseHeader<S, HeaderValue>, HeaderValue>,
-        HeaderValue,
-    >,
-    HeaderValue,
->;
 
 /// Every route, with the request deadline, and the patterns of the routes (for the
 /// request metrics, which label requests with the route they matched).
@@ -212,67 +175,4 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use axum::response::IntoResponse;
-    use tower::ServiceExt;
-
-    /// The headers of the answer to `path`, served over TLS (with HSTS) or not.
-    async fn headers_of(path: &str, over_tls: bool) -> axum::http::HeaderMap {
-        // A page with nothing of its own, and one that sets its own policy (a form
-        // posted on to another site) and its own HSTS; any other path is the router's
-        // own 404.
-        let router = Router::new().route("/plain", get(|| async { "ok" })).route(
-            "/own",
-            get(|| async {
-                (
-                    [
-                        (
-                            header::CONTENT_SECURITY_POLICY,
-                            "form-action https://sp.example",
-                        ),
-                        (header::STRICT_TRANSPORT_SECURITY, "max-age=1"),
-                    ],
-                    "ok",
-                )
-                    .into_response()
-            }),
-        );
-        let request = Request::get(path).body(Body::empty()).expect("request");
-        let app = with_security_headers(router);
-        let response = if over_tls {
-            tls::with_hsts(app).oneshot(request).await
-        } else {
-            app.oneshot(request).await
-        };
-        response.expect("answer").headers().clone()
-    }
-
-    #[tokio::test]
-    async fn every_answer_gets_the_security_headers_and_keeps_its_own() {
-        for path in ["/plain", "/missing"] {
-            let h = headers_of(path, false).await;
-            assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP, "{path}");
-            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
-            assert_eq!(h[header::REFERRER_POLICY], "no-referrer", "{path}");
-            assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{path}");
-            assert!(h.get(header::STRICT_TRANSPORT_SECURITY).is_none(), "{path}");
-        }
-        // Over TLS, HSTS replaces whatever the handler set; the page's own policy stays.
-        let own = headers_of("/own", true).await;
-        assert_eq!(
-            own[header::CONTENT_SECURITY_POLICY],
-            "form-action https://sp.example"
-        );
-        assert_eq!(
-            own[header::STRICT_TRANSPORT_SECURITY],
-            "max-age=31536000; includeSubDomains"
-        );
-        assert_eq!(own[header::X_FRAME_OPTIONS], "DENY");
-    }
 }
