@@ -1,9 +1,17 @@
 //! The clients as the endpoints see them: every authorization and token request looks
 //! its client up, so lookups are served from memory and refreshed from the store every
-//! 30 seconds. A change made by another process (the admin CLI) shows within that time;
-//! a change made through this registry's owner shows at once with `invalidate`.
+//! 30 seconds. A change made by another process (the admin CLI) shows within that time
+//! (and the time of one read); a change made through this registry's owner shows at
+//! once with `invalidate`.
+//!
+//! When a held client is due for a refresh, one lookup reads the store and the others
+//! keep answering with what is held until it has: under load every request names the
+//! same few clients, and each refresh would otherwise send every request in flight to
+//! the store at once (on the embedded SQLite, one connection: a queue of them, and a
+//! stall of every token request behind it).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,6 +41,18 @@ struct Inner {
 struct Entry {
     client: Option<Arc<Client>>,
     fetched_at: Instant,
+    /// Set while a lookup reads the store again for this entry.
+    refreshing: Arc<AtomicBool>,
+}
+
+/// Clears an entry's `refreshing` when the lookup that set it ends, however it ends (a
+/// request given up mid-read included), so that a later lookup reads the store again.
+struct Refreshing(Arc<AtomicBool>);
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Entry {
@@ -62,17 +82,25 @@ impl ClientRegistry {
         }
     }
 
-    /// The client with this id, from memory when read recently.
+    /// The client with this id, from memory when read recently, or while another lookup
+    /// reads it again.
     pub async fn get(&self, id: &ClientId) -> Result<Option<Arc<Client>>> {
         let now = Instant::now();
-        {
+        let _refreshing = {
             let entries = self.inner.entries.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(entry) = entries.get(id)
-                && entry.fresh(now, self.inner.refresh_after)
-            {
-                return Ok(entry.client.clone());
+            match entries.get(id) {
+                Some(entry) if entry.fresh(now, self.inner.refresh_after) => {
+                    return Ok(entry.client.clone());
+                }
+                Some(entry) => {
+                    if entry.refreshing.swap(true, Ordering::AcqRel) {
+                        return Ok(entry.client.clone());
+                    }
+                    Some(Refreshing(Arc::clone(&entry.refreshing)))
+                }
+                None => None,
             }
-        }
+        };
         let client = self.inner.store.client_by_id(id).await?.map(Arc::new);
         let mut entries = self
             .inner
@@ -88,6 +116,7 @@ impl ClientRegistry {
             Entry {
                 client: client.clone(),
                 fetched_at: now,
+                refreshing: Arc::default(),
             },
         );
         Ok(client)

@@ -415,6 +415,106 @@ async fn the_registry_serves_from_memory_until_invalidated() {
     assert!(eager.get(&client.id).await.expect("get").is_none());
 }
 
+/// A client store whose reads are counted, each waiting for a permit of `gate`.
+struct GatedStore {
+    inner: Arc<SqlStore>,
+    reads: std::sync::atomic::AtomicUsize,
+    gate: tokio::sync::Semaphore,
+}
+
+impl GatedStore {
+    fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (up to 5 s) until `n` reads have started.
+    async fn until_reads(&self, n: usize) {
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while self.reads() < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "{n} reads expected, {} started",
+            self.reads()
+        );
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientStore for GatedStore {
+    async fn insert_client(&self, client: &Client) -> crate::Result<()> {
+        self.inner.insert_client(client).await
+    }
+    async fn client_by_id(&self, id: &ClientId) -> crate::Result<Option<Client>> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.gate.acquire().await.expect("gate open").forget();
+        self.inner.client_by_id(id).await
+    }
+    async fn list_clients(&self) -> crate::Result<Vec<Client>> {
+        self.inner.list_clients().await
+    }
+    async fn delete_client(&self, id: &ClientId) -> crate::Result<bool> {
+        self.inner.delete_client(id).await
+    }
+    async fn update_client(&self, client: &Client) -> crate::Result<()> {
+        self.inner.update_client(client).await
+    }
+}
+
+#[tokio::test]
+async fn one_lookup_refreshes_a_held_client_while_the_others_answer_from_memory() {
+    let sql = store().await;
+    let (client, _) =
+        Client::register(new_client("c", ClientAuthMethod::ClientSecretBasic)).expect("ok");
+    sql.insert_client(&client).await.expect("insert");
+    let store = Arc::new(GatedStore {
+        inner: sql.clone(),
+        reads: Default::default(),
+        gate: tokio::sync::Semaphore::new(1),
+    });
+    // No refresh period: every lookup finds the held client due for a refresh.
+    let registry = ClientRegistry::with_refresh(store.clone(), Duration::ZERO);
+    let first = registry.get(&client.id).await.expect("get").expect("found");
+    assert_eq!((first.name.as_str(), store.reads()), ("Istanze OnLine", 1));
+
+    let mut renamed = client.clone();
+    renamed.name = "Rinominato".into();
+    sql.update_client(&renamed).await.expect("update");
+    let refresher = tokio::spawn({
+        let (registry, id) = (registry.clone(), client.id.clone());
+        async move { registry.get(&id).await }
+    });
+    store.until_reads(2).await;
+    // While that read waits, every other lookup answers at once with the held client.
+    for _ in 0..10 {
+        let held = tokio::time::timeout(Duration::from_secs(1), registry.get(&client.id))
+            .await
+            .expect("answered from memory")
+            .expect("get")
+            .expect("found");
+        assert_eq!(held.name, "Istanze OnLine");
+    }
+    assert_eq!(store.reads(), 2, "one read for all of them");
+    store.gate.add_permits(1);
+    let fresh = refresher.await.expect("task").expect("get").expect("found");
+    assert_eq!(fresh.name, "Rinominato");
+
+    // A refresh given up halfway (its request dropped) does not stop the next one.
+    let abandoned = tokio::spawn({
+        let (registry, id) = (registry.clone(), client.id.clone());
+        async move { registry.get(&id).await }
+    });
+    store.until_reads(3).await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    store.gate.add_permits(1);
+    let next = registry.get(&client.id).await.expect("get").expect("found");
+    assert_eq!((next.name.as_str(), store.reads()), ("Rinominato", 4));
+}
+
 // --- client authentication -------------------------------------------------------------
 
 struct Fixture {
