@@ -6,8 +6,8 @@
 //! path, so that what clients send cannot create series. Inside the router axum says
 //! which pattern matched (`MatchedPath`), but only to a layer of the router, which axum
 //! puts around every route: per request that is one more boxed service and future, and
-//! the labelled lookups cost as much again (together about a tenth of what `/jwks`
-//! costs; see README, *Benchmarks*). So the patterns the router was given (collected by
+//! the labelled lookups cost as much again (together about a seventh of what `/jwks`
+//! cost; see README, *Benchmarks*). So the patterns the router was given (collected by
 //! [`crate::web::Routes`]) are matched here again, by the same matcher axum uses
 //! (`matchit`), and each route's series are looked up once and kept.
 
