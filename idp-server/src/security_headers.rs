@@ -2,17 +2,15 @@
 //! content security policy, `nosniff`, no referrer, no framing. A header the handler set
 //! stays (a page that posts a form on to another site sets its own policy).
 //!
-//! One service sets the four, rather than four of tower-http's `SetResponseHeader`:
-//! those are a layer, a clone and a future each per request, and on `/jwks`, where the
-//! rest of a request is little more than hyper and the kernel, the four were about 3% of
-//! the server's CPU (profile; README, *Benchmarks*).
+//! One function over the answer (tower's `MapResponse`) sets the four, rather than four
+//! of tower-http's `SetResponseHeader`: those are a layer, a clone and a future each per
+//! request, and on `/jwks`, where the rest of a request is little more than hyper and
+//! the kernel, the four were about 3% of the server's CPU (profile; README,
+//! *Benchmarks*).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-
-use axum::http::{HeaderName, HeaderValue, Request, Response, header};
-use tower::Service;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
+use tower::util::MapResponse;
 
 /// The content security policy of every page that does not set its own: everything
 /// from this origin, nothing inline, no frames.
@@ -38,60 +36,20 @@ const HEADERS: [(HeaderName, HeaderValue); 4] = [
 ];
 
 /// `S` with the security headers on its answers.
-#[derive(Clone)]
-pub struct SecurityHeaders<S> {
-    inner: S,
+pub type SecurityHeaders<S> = MapResponse<S, fn(Response) -> Response>;
+
+/// `service` with the security headers on its answers.
+pub fn with_security_headers<S>(service: S) -> SecurityHeaders<S> {
+    MapResponse::new(service, secure as fn(Response) -> Response)
 }
 
-impl<S> SecurityHeaders<S> {
-    pub fn new(inner: S) -> SecurityHeaders<S> {
-        SecurityHeaders { inner }
+/// Sets each of [`HEADERS`] that `response` lacks.
+fn secure(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in HEADERS {
+        headers.entry(name).or_insert(value);
     }
-}
-
-impl<S, B, RB> Service<Request<B>> for SecurityHeaders<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-{
-    type Response = Response<RB>;
-    type Error = S::Error;
-    type Future = Securing<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Securing<S::Future> {
-        Securing {
-            inner: self.inner.call(request),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The wrapped service's answer, with the headers it lacks.
-    pub struct Securing<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F, RB, E> Future for Securing<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-{
-    type Output = Result<Response<RB>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut result = ready!(self.project().inner.poll(cx));
-        if let Ok(response) = &mut result {
-            let headers = response.headers_mut();
-            for (name, value) in HEADERS {
-                headers.entry(name).or_insert(value);
-            }
-        }
-        Poll::Ready(result)
-    }
+    response
 }
 
 #[cfg(test)]
@@ -127,7 +85,7 @@ mod tests {
             }),
         );
         let request = Request::get(path).body(Body::empty()).expect("request");
-        let app = SecurityHeaders::new(router);
+        let app = with_security_headers(router);
         let response = if over_tls {
             tls::with_hsts(app).oneshot(request).await
         } else {
