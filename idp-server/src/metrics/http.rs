@@ -24,7 +24,7 @@ use tower::{Layer, Service};
 use super::Metrics;
 
 /// Label of requests that matched no route (a scanner's guesses all land here).
-pub(crate) const UNMATCHED: &str = "unmatched";
+const UNMATCHED: &str = "unmatched";
 
 /// The methods labelled by name; any other (extension methods are free-form tokens)
 /// is labelled `other`, so that a client cannot create series with made-up methods.

@@ -43,11 +43,18 @@ struct Inner {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
+    )
+}
+
+/// `metric`, registered in `registry` (a handle to the same series).
+fn registered<C: Collector + Clone + 'static>(registry: &Registry, metric: C) -> C {
     registry
-        .register(Box::new(c.clone()))
+        .register(Box::new(metric.clone()))
         .expect("metric registered once");
-    c
+    metric
 }
 
 impl Default for Metrics {
@@ -65,20 +72,20 @@ impl Metrics {
             "HTTP requests by method, matched route and status.",
             &["method", "route", "status"],
         );
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time to answer an HTTP request, by method and matched route.",
+        let latency = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "http_request_duration_seconds",
+                    "Time to answer an HTTP request, by method and matched route.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["method", "route"],
             )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["method", "route"],
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("metric registered once");
+            .expect("valid metric definition"),
+        );
         let logins = counter(
             &registry,
             "logins_total",
@@ -98,14 +105,14 @@ impl Metrics {
              abandoned (given up after the last attempt).",
             &["outcome"],
         );
-        let mail_queued = IntGauge::new(
-            "mail_queued",
-            "Mails waiting in the shared queue (the same value on every instance).",
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(mail_queued.clone()))
-            .expect("metric registered once");
+        let mail_queued = registered(
+            &registry,
+            IntGauge::new(
+                "mail_queued",
+                "Mails waiting in the shared queue (the same value on every instance).",
+            )
+            .expect("valid metric definition"),
+        );
         let saml_rejections = counter(
             &registry,
             "saml_rejections_total",
